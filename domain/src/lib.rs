@@ -1,0 +1,15 @@
+//! The business of tessera, free of I/O.
+//!
+//! Aggregates, commands, events, errors and the ports (traits) that adapters
+//! implement live here. **Architecture Invariant:** this crate compiles without
+//! any I/O crate: no sqlx, no actix, no NATS, no AWS, no tokio runtime. A reader
+//! learns the whole business from this crate alone.
+
+pub mod bus;
+pub mod event;
+pub mod store;
+pub mod upcast;
+
+pub use event::{ExpectedVersion, LogPosition, Metadata, NewEvent, RecordedEvent, StreamRef};
+pub use store::{AppendOutcome, EventStore, StoreError};
+pub use upcast::Upcasters;

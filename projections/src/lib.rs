@@ -1,0 +1,64 @@
+//! Read models: one module per read model, each an `apply(event)` plus its queries.
+//!
+//! A projection turns the event log into tables the API reads. Every projection
+//! is rebuildable: truncating its tables and replaying the whole log gives the
+//! same rows (`tessera projections rebuild`, checked by `tessera projections verify`).
+//!
+//! SQL here is written once for both dialects (PostgreSQL and SQLite through
+//! sqlx's `Any` driver): `$n` placeholders, `ON CONFLICT` upserts, integer and
+//! text columns only.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::AnyConnection;
+use tessera_domain::RecordedEvent;
+
+pub mod event_counts;
+
+/// Why a projection could not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("read model database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("event {event_id} ({event_type}) cannot be applied: {reason}")]
+    BadEvent {
+        event_id: String,
+        event_type: String,
+        reason: String,
+    },
+}
+
+/// A read model fed by the event log.
+#[async_trait]
+pub trait Projection: Send + Sync {
+    /// Stable name: the checkpoint key and the CLI argument.
+    fn name(&self) -> &'static str;
+    /// The tables this projection owns (truncated by rebuild, compared by verify).
+    fn tables(&self) -> &'static [&'static str];
+    /// Applies one event. Must be idempotent: applying the same event twice leaves
+    /// the same rows as applying it once.
+    async fn apply(
+        &self,
+        conn: &mut AnyConnection,
+        event: &RecordedEvent,
+    ) -> Result<(), ProjectionError>;
+}
+
+/// Projections written in the same transaction as the append: only those a
+/// command needs strongly consistent (uniqueness, credential lookups).
+pub fn inline() -> Vec<Arc<dyn Projection>> {
+    Vec::new()
+}
+
+/// Projections that follow the log asynchronously, each with its own checkpoint.
+pub fn asynchronous() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(event_counts::EventCounts)]
+}
+
+/// Every projection, inline first.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    let mut all = inline();
+    all.extend(asynchronous());
+    all
+}

@@ -1,0 +1,92 @@
+//! Command line and configuration: every flag is also an environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Image-dataset projects: upload, preprocess, augment, download.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// `tessera` with no subcommand is `tessera serve`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API, the projections and job dispatch (the default).
+    Serve(ServeArgs),
+    /// Inspect and repair read models.
+    Projections {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsAction {
+    /// Position and lag of every projection.
+    Status,
+    /// Truncate and replay one projection (or all), with a progress bar.
+    Rebuild {
+        /// Projection name; all when absent.
+        name: Option<String>,
+    },
+    /// Replay into scratch tables and compare with the live ones; exits non-zero
+    /// on any difference.
+    Verify,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Where the embedded parts keep their files (SQLite, objects, mail).
+    #[arg(long, env = "TESSERA_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// `postgres://…` or `sqlite:…`; absent: a SQLite file in the data dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Connections in the database pool.
+    #[arg(long, env = "TESSERA_DB_CONNECTIONS", default_value_t = 10)]
+    pub db_connections: u32,
+}
+
+impl StoreArgs {
+    /// The database to use: `DATABASE_URL`, else `<data dir>/tessera.db`.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.trim().is_empty() => url.clone(),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("tessera.db").display()
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address of the HTTP API (port 0 picks a free port; the bound address is
+    /// written to `<data dir>/http.addr`).
+    #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "TESSERA_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "TESSERA_HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+    /// Seconds in-flight requests get to finish on shutdown.
+    #[arg(long, env = "TESSERA_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}

@@ -1,0 +1,127 @@
+//! The one mapping from errors to HTTP: status code plus the platform envelope.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use tessera_domain::StoreError;
+
+use super::envelope::Envelope;
+
+/// Every error an API route can return. The status of each variant is fixed here
+/// and nowhere else.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed (bad JSON, missing or mistyped field).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: valid credentials that do not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such route or resource (also for other users' resources: no
+    /// existence leak).
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route exists for other methods.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409: the request conflicts with the current state (duplicate name, a task
+    /// still running, a concurrent change).
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than allowed.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: the body is not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: well-formed but semantically invalid (a value out of range).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 429: too many requests; retry later.
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// 503: a backing service (database, bus, storage) is unavailable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected failure. The cause is logged, never returned.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ApiError::Internal(Box::new(e))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { .. } => {
+                ApiError::Conflict("the resource was changed by another request; retry".into())
+            }
+            StoreError::Duplicate { constraint } => {
+                ApiError::Conflict(format!("{constraint} is already taken"))
+            }
+            StoreError::Backend(_) => {
+                ApiError::Unavailable("the event store is unavailable; retry later".into())
+            }
+            e @ StoreError::Corrupt { .. } => ApiError::internal(e),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            let mut chain = cause.to_string();
+            let mut source = cause.source();
+            while let Some(s) = source {
+                chain.push_str(": ");
+                chain.push_str(&s.to_string());
+                source = s.source();
+            }
+            tracing::error!(error = %chain, "request failed");
+        }
+        HttpResponse::build(self.status_code()).json(Envelope::<()>::failure(self.to_string()))
+    }
+}
+
+/// Turns the JSON extractor's failures into the envelope with the right status.
+pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError as J;
+    match err {
+        J::OverflowKnownLength { length, limit } => ApiError::PayloadTooLarge(format!(
+            "request body of {length} bytes is over the limit of {limit} bytes"
+        )),
+        J::Overflow { limit } => {
+            ApiError::PayloadTooLarge(format!("request body is over the limit of {limit} bytes"))
+        }
+        J::ContentType => ApiError::UnsupportedMediaType(
+            "the body must be JSON (Content-Type: application/json)".into(),
+        ),
+        J::Deserialize(e) => ApiError::BadRequest(format!("invalid JSON body: {e}")),
+        J::Serialize(e) => ApiError::internal(e),
+        J::Payload(e) => ApiError::BadRequest(format!("cannot read the request body: {e}")),
+        other => ApiError::BadRequest(other.to_string()),
+    }
+}

@@ -1,0 +1,9 @@
+//! The composition root of tessera: CLI, HTTP API and the adapters (event store,
+//! bus, object storage, mail) that plug into the domain's ports.
+
+pub mod bus;
+pub mod cli;
+pub mod http;
+pub mod runner;
+pub mod serve;
+pub mod store;

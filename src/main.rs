@@ -1,0 +1,93 @@
+//! `tessera`: the server binary and its operator commands.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tessera::cli::{Cli, Command, ProjectionsAction};
+use tessera::{runner, serve, store::SqlEventStore};
+
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,actix_server=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}
+
+/// The error and its causes, one per line, for a human at a terminal.
+fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str("\n  caused by: ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs();
+    let result: Result<ExitCode, Box<dyn std::error::Error>> = async {
+        match cli.command {
+            None => serve::serve(cli.serve).await?,
+            Some(Command::Serve(args)) => serve::serve(args).await?,
+            Some(Command::Projections { store, action }) => {
+                std::fs::create_dir_all(&store.data_dir)?;
+                let db = SqlEventStore::connect(&store.database_url(), 4).await?;
+                match action {
+                    ProjectionsAction::Status => {
+                        println!("{:<24} {:<7} {:>14} {:>12}", "PROJECTION", "KIND", "POSITION", "LAG");
+                        for s in runner::status(&db).await? {
+                            println!(
+                                "{:<24} {:<7} {:>14} {:>12}",
+                                s.name,
+                                if s.inline { "inline" } else { "async" },
+                                format!("{}/{}", s.position.commit, s.position.position),
+                                s.lag
+                            );
+                        }
+                    }
+                    ProjectionsAction::Rebuild { name } => {
+                        let visible = std::io::stderr().is_terminal();
+                        for (name, n) in runner::rebuild(&db, name.as_deref(), visible).await? {
+                            println!("rebuilt {name}: {n} events replayed");
+                        }
+                    }
+                    ProjectionsAction::Verify => {
+                        let diffs = runner::verify(&db).await?;
+                        if diffs.is_empty() {
+                            println!("all read models match a fresh replay");
+                        } else {
+                            for d in &diffs {
+                                println!(
+                                    "MISMATCH {}.{}: {} live rows not produced by replay, {} replayed rows missing live",
+                                    d.projection, d.table, d.only_live, d.only_replayed
+                                );
+                            }
+                            return Ok(ExitCode::from(1));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    .await;
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", report(e.as_ref()));
+            ExitCode::from(2)
+        }
+    }
+}

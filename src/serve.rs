@@ -1,0 +1,152 @@
+//! `tessera serve`: wires the adapters, starts the API and the projection
+//! runners, and shuts everything down gracefully on SIGTERM / SIGINT.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tessera_domain::bus::Bus;
+use tokio::sync::watch;
+
+use crate::bus::MemoryBus;
+use crate::cli::ServeArgs;
+use crate::http::{self, AppState, HttpLimits};
+use crate::runner;
+use crate::store::{postgres, Dialect, SqlEventStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] tessera_domain::StoreError),
+    #[error(transparent)]
+    Runner(#[from] runner::RunnerError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot install the metrics recorder: {0}")]
+    Metrics(String),
+    #[error("HTTP server failed: {0}")]
+    Http(std::io::Error),
+}
+
+pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    let data_dir = &args.store.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|source| ServeError::DataDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
+    let metrics = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ])
+        .map_err(|e| ServeError::Metrics(e.to_string()))?
+        .install_recorder()
+        .map_err(|e| ServeError::Metrics(e.to_string()))?;
+
+    let url = args.store.database_url();
+    let store = SqlEventStore::connect(&url, args.store.db_connections).await?;
+    tracing::info!(database = %crate::store::redact(&url), "event store ready");
+    runner::ensure_checkpoints(&store).await?;
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut background = Vec::new();
+    for projection in tessera_projections::asynchronous() {
+        background.push(tokio::spawn(runner::run(
+            store.clone(),
+            projection,
+            store.appended(),
+            stop_rx.clone(),
+        )));
+    }
+    if store.dialect() == Dialect::Postgres {
+        background.push(tokio::spawn(postgres::forward_notifications(
+            url.clone(),
+            store.clone(),
+            stop_rx.clone(),
+        )));
+    }
+
+    let state = web::Data::new(AppState {
+        store: store.clone(),
+        bus,
+        metrics,
+    });
+    let limits = HttpLimits {
+        max_body_bytes: args.max_body_bytes,
+    };
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(http::observe::limit_body))
+            .wrap(actix_web::middleware::from_fn(http::observe::observe))
+            .configure(|cfg| http::configure(cfg, state.clone(), limits))
+            .default_service(web::to(http::not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(args.shutdown_grace_secs);
+    if args.http_workers > 0 {
+        server = server.workers(args.http_workers);
+    }
+    let server = server
+        .bind(&args.listen)
+        .map_err(|source| ServeError::Listen {
+            addr: args.listen.clone(),
+            source,
+        })?;
+    let addrs = server.addrs();
+    if let Some(addr) = addrs.first() {
+        // Other processes and tests find the API here (port 0 picks a free one).
+        let _ = std::fs::write(data_dir.join("http.addr"), addr.to_string());
+        tracing::info!(%addr, "HTTP API listening");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    let server_task = tokio::spawn(server);
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new requests, finishing in-flight ones");
+    handle.stop(true).await;
+    // Runners finish their current batch (checkpoint and rows commit together).
+    let _ = stop_tx.send(true);
+    for task in background {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    match server_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ServeError::Http(e)),
+        Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+    }
+    store.pool().close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,215 @@
+//! Test harness: backends from the environment, a real `tessera serve` process
+//! per test on a random port with a fresh database.
+//!
+//! `TESSERA_TEST_POSTGRES_URL` (a server URL whose database can `CREATE DATABASE`)
+//! adds PostgreSQL to the backends; `TESSERA_TEST_REQUIRE_SERVICES=1` (set by
+//! `.ci/run`) turns a missing or unreachable service into a failure instead of a skip.
+
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+
+pub fn require_services() -> bool {
+    std::env::var("TESSERA_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// A database for one test.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// The backends this run covers: SQLite always; PostgreSQL when configured.
+pub fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Sqlite];
+    match std::env::var("TESSERA_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => out.push(Backend::Postgres(url)),
+        _ if require_services() => {
+            panic!("TESSERA_TEST_REQUIRE_SERVICES is set but TESSERA_TEST_POSTGRES_URL is not")
+        }
+        _ => eprintln!("note: TESSERA_TEST_POSTGRES_URL unset; PostgreSQL tests skipped"),
+    }
+    out
+}
+
+pub fn postgres_url() -> Option<String> {
+    backends().into_iter().find_map(|b| match b {
+        Backend::Postgres(u) => Some(u),
+        Backend::Sqlite => None,
+    })
+}
+
+/// A fresh scratch directory.
+pub fn temp_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "tessera-test-{label}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Creates a fresh database on the backend and returns its URL.
+pub async fn fresh_database(backend: &Backend, dir: &Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.join("tessera.db").display()),
+        Backend::Postgres(server) => {
+            let name = format!("tessera_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(server)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at {server} unreachable: {e}"));
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            let base = match server.rfind('/') {
+                Some(i) if server[..i].contains("://") && i > server.find("://").unwrap() + 2 => {
+                    &server[..i]
+                }
+                _ => server.as_str(),
+            };
+            format!("{base}/{name}")
+        }
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_tessera")
+}
+
+/// A running `tessera serve`.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+}
+
+impl Server {
+    pub async fn start(backend: &Backend) -> Server {
+        Self::start_with(backend, &[]).await
+    }
+
+    pub async fn start_with(backend: &Backend, env: &[(&str, &str)]) -> Server {
+        let data_dir = temp_dir(backend.name());
+        let database_url = fresh_database(backend, &data_dir).await;
+        Self::spawn(data_dir, database_url, env).await
+    }
+
+    pub async fn spawn(data_dir: PathBuf, database_url: String, env: &[(&str, &str)]) -> Server {
+        let _ = std::fs::remove_file(data_dir.join("http.addr"));
+        let log = std::fs::File::create(data_dir.join("serve.log")).unwrap();
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("DATABASE_URL", &database_url)
+            .env("TESSERA_HTTP_WORKERS", "2")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let started = Instant::now();
+        let addr_file = data_dir.join("http.addr");
+        let base = loop {
+            if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+                if !addr.is_empty() {
+                    break format!("http://{addr}");
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let log = std::fs::read_to_string(data_dir.join("serve.log")).unwrap_or_default();
+                panic!("server did not start:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let server = Server {
+            child,
+            base,
+            data_dir,
+            database_url,
+        };
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(r) = client.get(server.url("/healthz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "healthz never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("serve.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a `tessera` operator command against this server's data.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary())
+            .args(args)
+            .env("TESSERA_DATA_DIR", &self.data_dir)
+            .env("DATABASE_URL", &self.database_url)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -158,7 +158,7 @@ async fn postgres(server: &str, rows: &mut Vec<Row>) {
     // The same INSERTs, by pgbench; pgbench variables make each row unique.
     let p = payload(1).to_string().replace('\'', "''");
     let single_script = format!(
-        "{COLUMNS}(gen_random_uuid(), 'bench', 'raw-' || :client_id || '-' || random(1, 1000000000000), 1, 'DataItemUploaded', 1, '{p}', '{{}}', now());\n"
+        "{COLUMNS}(gen_random_uuid(), 'bench', gen_random_uuid()::text, 1, 'DataItemUploaded', 1, '{p}', '{{}}', now());\n"
     );
     let raw_single = pgbench(&url, &single_script, SINGLE_COMMITS);
     let mut batch_script = String::from("BEGIN;\n");

@@ -89,4 +89,44 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish on shutdown.
     #[arg(long, env = "TESSERA_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IdentityArgs {
+    /// Public base URL of the API, used in mailed links (never taken from the
+    /// request's Host header). Default: http://<listen address>.
+    #[arg(long, env = "TESSERA_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Master secret for tokens and codes (>= 32 chars). Default: a random key
+    /// kept in <data dir>/secret.key.
+    #[arg(long, env = "TESSERA_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// SMTP relay (smtp://[user:password@]host[:port]); absent: mail is written
+    /// as .eml files to <data dir>/mail/.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// Sender of every mail.
+    #[arg(
+        long,
+        env = "TESSERA_MAIL_FROM",
+        default_value = "tessera <no-reply@tessera.local>"
+    )]
+    pub mail_from: String,
+    /// Region part of each user's identity_id.
+    #[arg(long, env = "TESSERA_REGION", default_value = "us-east-2")]
+    pub region: String,
+    /// Proxies whose X-Forwarded-For is believed (comma-separated IPs).
+    #[arg(long, env = "TESSERA_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Auth requests per minute per client address.
+    #[arg(long, env = "TESSERA_AUTH_RATE_PER_IP", default_value_t = 60)]
+    pub auth_rate_per_ip: u32,
+    /// Auth requests per minute per account name.
+    #[arg(long, env = "TESSERA_AUTH_RATE_PER_ACCOUNT", default_value_t = 20)]
+    pub auth_rate_per_account: u32,
+    /// File with the invitation mail template ({username}, {link}).
+    #[arg(long, env = "TESSERA_INVITE_TEMPLATE_FILE")]
+    pub invite_template_file: Option<std::path::PathBuf>,
 }

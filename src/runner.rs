@@ -416,8 +416,9 @@ async fn verify_sqlite(store: &SqlEventStore) -> Result<Vec<Difference>, RunnerE
         let outcome = async {
             let mut tx = sqlx::Connection::begin(&mut *live).await?;
             let bounds = replay_bounds(store, &mut tx).await?;
-            let mut differences = Vec::new();
-            for (projection, bound) in bounds {
+            // Replay everything first, diff afterwards: the live transaction's
+            // view of the scratch file starts at its first read of it.
+            for (projection, bound) in &bounds {
                 let mut at = LogPosition::START;
                 let mut stx = scratch.begin().await?;
                 loop {
@@ -425,12 +426,15 @@ async fn verify_sqlite(store: &SqlEventStore) -> Result<Vec<Difference>, RunnerE
                     let Some(last) = events.last().map(|e| e.log_position) else {
                         break;
                     };
-                    for e in events.iter().filter(|e| within(bound, e.log_position)) {
+                    for e in events.iter().filter(|e| within(*bound, e.log_position)) {
                         projection.apply(&mut stx, e).await?;
                     }
                     at = last;
                 }
                 stx.commit().await?;
+            }
+            let mut differences = Vec::new();
+            for (projection, _) in &bounds {
                 for table in projection.tables() {
                     if let Some(d) =
                         diff_table(&mut tx, projection.name(), table, "main", "scratch").await?

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::bus::MemoryBus;
 use crate::cli::ServeArgs;
 use crate::http::{self, AppState, HttpLimits};
+use crate::identity::{self, Identity, IdentityConfig};
 use crate::runner;
 use crate::store::{postgres, Dialect, SqlEventStore};
 
@@ -35,6 +36,90 @@ pub enum ServeError {
     Metrics(String),
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error(transparent)]
+    Secrets(#[from] identity::secrets::SecretsError),
+    #[error("mail configuration: {0}")]
+    Mail(String),
+}
+
+/// The invitation mail unless `TESSERA_INVITE_TEMPLATE_FILE` says otherwise.
+const DEFAULT_INVITE: &str =
+    "Hello,\n\n{username} invites you to tessera, where image datasets are \
+uploaded, preprocessed, augmented and downloaded in a few clicks.\n\nSign up at {link}\n";
+
+fn build_identity(
+    args: &ServeArgs,
+    store: &SqlEventStore,
+    bound: std::net::SocketAddr,
+) -> Result<Identity, ServeError> {
+    let a = &args.identity;
+    let secrets = identity::secrets::Secrets::load(a.secret.as_deref(), &args.store.data_dir)?;
+    let from: lettre::message::Mailbox = a
+        .mail_from
+        .parse()
+        .map_err(|e| ServeError::Mail(format!("TESSERA_MAIL_FROM: {e}")))?;
+    let mailer: Arc<dyn tessera_domain::mail::Mailer> = match a.smtp_url.as_deref() {
+        Some(url) if !url.is_empty() => Arc::new(
+            identity::mail::SmtpMailer::new(url, from)
+                .map_err(|e| ServeError::Mail(e.to_string()))?,
+        ),
+        _ => Arc::new(
+            identity::mail::FileMailer::new(args.store.data_dir.join("mail"), from)
+                .map_err(|e| ServeError::Mail(e.to_string()))?,
+        ),
+    };
+    let invite_template = match &a.invite_template_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| ServeError::Mail(format!("{}: {e}", path.display())))?,
+        None => DEFAULT_INVITE.to_owned(),
+    };
+    let config = IdentityConfig {
+        public_url: a
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}")),
+        region: a.region.clone(),
+        issuer: "tessera".into(),
+        audience: "tessera-api".into(),
+        invite_template,
+    };
+    Ok(Identity::new(store.clone(), &secrets, mailer, config))
+}
+
+/// Follows the log for sign-outs made by other processes and drops this
+/// process's cached session states, so their tokens stop working here too.
+async fn follow_sign_outs(
+    store: SqlEventStore,
+    identity: Arc<Identity>,
+    mut appended: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use tessera_domain::EventStore;
+    let mut at = store.head().await.unwrap_or_default();
+    loop {
+        match store.read_all(at, 1000).await {
+            Ok(events) => {
+                if let Some(last) = events.last() {
+                    at = last.log_position;
+                }
+                if events
+                    .iter()
+                    .any(|e| matches!(e.event_type.as_str(), "SignedOut" | "RefreshReuseDetected"))
+                {
+                    identity.forget_sessions();
+                }
+                if events.len() == 1000 {
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "sign-out follower cannot read the log"),
+        }
+        tokio::select! {
+            _ = appended.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
@@ -75,10 +160,33 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         )));
     }
 
+    // Bind first: the bound address (port 0 picks one) is the default public URL.
+    let listener =
+        std::net::TcpListener::bind(&args.listen).map_err(|source| ServeError::Listen {
+            addr: args.listen.clone(),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: args.listen.clone(),
+        source,
+    })?;
+    let identity = Arc::new(build_identity(&args, &store, bound)?);
+    background.push(tokio::spawn(follow_sign_outs(
+        store.clone(),
+        identity.clone(),
+        store.appended(),
+        stop_rx.clone(),
+    )));
     let state = web::Data::new(AppState {
         store: store.clone(),
         bus,
         metrics,
+        identity,
+        auth_limits: crate::http::auth::AuthLimits::new(
+            args.identity.trusted_proxies.clone(),
+            args.identity.auth_rate_per_ip,
+            args.identity.auth_rate_per_account,
+        ),
     });
     let limits = HttpLimits {
         max_body_bytes: args.max_body_bytes,
@@ -96,7 +204,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         server = server.workers(args.http_workers);
     }
     let server = server
-        .bind(&args.listen)
+        .listen(listener)
         .map_err(|source| ServeError::Listen {
             addr: args.listen.clone(),
             source,

@@ -46,9 +46,9 @@ async fn rebuild_and_verify_after_thousands_of_events() {
         let mut expected = std::collections::BTreeMap::new();
         for s in 0..300 {
             let (stream_type, kinds) = if s % 3 == 0 {
-                ("project", ["ProjectCreated", "ProjectRenamed"])
+                ("note", ["NoteAdded", "NoteEdited"])
             } else {
-                ("user", ["UserRegistered", "UserConfirmed"])
+                ("ledger", ["EntryBooked", "EntryCleared"])
             };
             let stream = StreamRef::new(stream_type, format!("{stream_type}-{s}"));
             let events: Vec<_> = (0..10)
@@ -142,7 +142,7 @@ async fn rebuild_and_verify_after_thousands_of_events() {
             String::from_utf8_lossy(&out.stderr)
         );
         sqlx::query(
-            "UPDATE event_counts SET events = events + 1 WHERE event_type = 'UserConfirmed'",
+            "UPDATE event_counts SET events = events + 1 WHERE event_type = 'EntryCleared'",
         )
         .execute(store.pool())
         .await
@@ -155,7 +155,7 @@ async fn rebuild_and_verify_after_thousands_of_events() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("MISMATCH event_counts.event_counts"));
-        sqlx::query("DELETE FROM event_counts WHERE event_type = 'ProjectCreated'")
+        sqlx::query("DELETE FROM event_counts WHERE event_type = 'NoteAdded'")
             .execute(store.pool())
             .await
             .unwrap();

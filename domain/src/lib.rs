@@ -6,10 +6,14 @@
 //! learns the whole business from this crate alone.
 
 pub mod bus;
+pub mod error;
 pub mod event;
+pub mod identity;
+pub mod mail;
 pub mod store;
 pub mod upcast;
 
+pub use error::DomainError;
 pub use event::{ExpectedVersion, LogPosition, Metadata, NewEvent, RecordedEvent, StreamRef};
 pub use store::{AppendOutcome, EventStore, StoreError};
 pub use upcast::Upcasters;

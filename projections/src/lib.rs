@@ -15,6 +15,7 @@ use sqlx::AnyConnection;
 use tessera_domain::RecordedEvent;
 
 pub mod event_counts;
+pub mod users;
 
 /// Why a projection could not apply an event.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +49,7 @@ pub trait Projection: Send + Sync {
 /// Projections written in the same transaction as the append: only those a
 /// command needs strongly consistent (uniqueness, credential lookups).
 pub fn inline() -> Vec<Arc<dyn Projection>> {
-    Vec::new()
+    vec![Arc::new(users::Users)]
 }
 
 /// Projections that follow the log asynchronously, each with its own checkpoint.
@@ -61,4 +62,18 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     let mut all = inline();
     all.extend(asynchronous());
     all
+}
+
+/// Decodes a stored event into its aggregate's event enum (adjacently tagged by
+/// `event_type`).
+pub fn decode<E: serde::de::DeserializeOwned>(event: &RecordedEvent) -> Result<E, ProjectionError> {
+    serde_json::from_value(serde_json::json!({
+        "event_type": event.event_type,
+        "payload": event.payload,
+    }))
+    .map_err(|e| ProjectionError::BadEvent {
+        event_id: event.event_id.to_string(),
+        event_type: event.event_type.clone(),
+        reason: e.to_string(),
+    })
 }

@@ -2,7 +2,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use tessera_domain::StoreError;
+use tessera_domain::{DomainError, StoreError};
+
+use crate::identity::IdentityError;
 
 use super::envelope::Envelope;
 
@@ -69,6 +71,37 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable("the event store is unavailable; retry later".into())
             }
             e @ StoreError::Corrupt { .. } => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let message = e.to_string();
+        match e {
+            DomainError::Invalid(_)
+            | DomainError::InvalidPassword(_)
+            | DomainError::CodeMismatch
+            | DomainError::ExpiredCode => ApiError::BadRequest(message),
+            DomainError::UsernameExists(_) | DomainError::Conflict(_) => {
+                ApiError::Conflict(message)
+            }
+            DomainError::NotAuthorized(_) => ApiError::Unauthorized(message),
+            DomainError::NotConfirmed => ApiError::Forbidden(message),
+            DomainError::LimitExceeded(_) | DomainError::TooManyRequests(_) => {
+                ApiError::TooManyRequests(message)
+            }
+            DomainError::NotFound(_) => ApiError::NotFound(message),
+        }
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Domain(d) => d.into(),
+            IdentityError::Store(s) => s.into(),
+            e @ IdentityError::Internal(_) => ApiError::internal(e),
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The HTTP API (actix-web): routes of the documents in `spec/`, the platform
 //! envelope, health, metrics and the OpenAPI document.
 
+pub mod auth;
 pub mod envelope;
 pub mod error;
 pub mod observe;
 pub mod ops;
+pub mod platform_auth;
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use tessera_domain::bus::Bus;
 use utoipa::OpenApi;
 use utoipa_redoc::{Redoc, Servable};
 
+use crate::identity::Identity;
 use crate::store::SqlEventStore;
 pub use envelope::Envelope;
 pub use error::ApiError;
@@ -23,6 +26,8 @@ pub struct AppState {
     pub store: SqlEventStore,
     pub bus: Arc<dyn Bus>,
     pub metrics: PrometheusHandle,
+    pub identity: Arc<Identity>,
+    pub auth_limits: auth::AuthLimits,
 }
 
 /// Limits that apply to every route.
@@ -38,10 +43,36 @@ pub struct HttpLimits {
         title = "tessera",
         description = "Image-dataset projects: upload, preprocess, augment, download."
     ),
-    paths(ops::healthz, ops::readyz, ops::metrics),
-    components(schemas(ops::Readiness, ops::Check))
+    paths(
+        ops::healthz, ops::readyz, ops::metrics,
+        platform_auth::user_signup, platform_auth::auth_confirm, platform_auth::resend_confirmcode,
+        platform_auth::user_login, platform_auth::refresh_token, platform_auth::user_logout,
+        platform_auth::forgot_password, platform_auth::confirm_code_forgot_password,
+        platform_auth::test, platform_auth::template_invite_mail, platform_auth::reference_email,
+    ),
+    components(schemas(ops::Readiness, ops::Check, platform_auth::Tokens)),
+    modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .build(),
+                ),
+            );
+        }
+    }
+}
 
 /// Registers every route. Shared by `tessera serve` and nothing else: tests speak
 /// HTTP to the real server.
@@ -61,7 +92,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, limit
             "/openapi.json",
             web::get().to(|| async { HttpResponse::Ok().json(ApiDoc::openapi()) }),
         )
-        .service(Redoc::with_url("/docs", ApiDoc::openapi()));
+        .service(Redoc::with_url("/docs", ApiDoc::openapi()))
+        .configure(platform_auth::routes);
 }
 
 /// Unknown routes get the envelope too.

@@ -126,6 +126,8 @@ impl Server {
             .arg(&data_dir)
             .env("DATABASE_URL", &database_url)
             .env("TESSERA_HTTP_WORKERS", "2")
+            .env("TESSERA_AUTH_RATE_PER_IP", "100000")
+            .env("TESSERA_AUTH_RATE_PER_ACCOUNT", "100000")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
@@ -212,4 +214,80 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The mails written to `<data dir>/mail/` for `to`, oldest first.
+pub fn mails_to(data_dir: &Path, to: &str) -> Vec<String> {
+    let mut files: Vec<_> = std::fs::read_dir(data_dir.join("mail"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|m| decode_quoted_printable(&m))
+        .filter(|m| {
+            m.lines().any(|l| {
+                l.to_lowercase().starts_with("to:") && l.to_lowercase().contains(&to.to_lowercase())
+            })
+        })
+        .collect()
+}
+
+/// The 6-digit code in the newest mail to `to`.
+pub fn latest_code(data_dir: &Path, to: &str) -> String {
+    let mails = mails_to(data_dir, to);
+    let mail = mails.last().unwrap_or_else(|| panic!("no mail to {to}"));
+    let at = mail.find("code is ").expect("a code in the mail") + "code is ".len();
+    mail[at..at + 6].to_owned()
+}
+
+/// Signs up and confirms a user through the platform API; returns the login data.
+pub async fn signed_up_user(server: &Server, username: &str, password: &str) -> serde_json::Value {
+    let http = reqwest::Client::new();
+    let email = format!("{username}@example.com");
+    let r = http
+        .post(server.url("/user_signup"))
+        .json(&serde_json::json!({"username": username, "email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let code = latest_code(&server.data_dir, &email);
+    let r = http
+        .post(server.url("/auth_confirm"))
+        .json(&serde_json::json!({"username": username, "confirm_code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = http
+        .post(server.url("/user_login"))
+        .json(&serde_json::json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["data"].clone()
+}
+
+/// Undoes quoted-printable encoding (soft line breaks and `=XX` escapes).
+fn decode_quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 {
+            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

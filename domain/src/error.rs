@@ -1,0 +1,39 @@
+//! Domain errors: what a command can refuse, in the business's words. The HTTP
+//! layer maps each to a status once (`src/http/error.rs`).
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// A value is malformed or out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// The password breaks the password policy.
+    #[error("InvalidPasswordException: {0}")]
+    InvalidPassword(String),
+    /// Username or email already registered.
+    #[error("UsernameExistsException: {0}")]
+    UsernameExists(String),
+    /// Wrong credentials, or a token that is not (or no longer) valid.
+    #[error("NotAuthorizedException: {0}")]
+    NotAuthorized(String),
+    /// The account exists but its email is not confirmed yet.
+    #[error("UserNotConfirmedException: User is not confirmed.")]
+    NotConfirmed,
+    /// The code does not match.
+    #[error("CodeMismatchException: Invalid verification code provided, please try again.")]
+    CodeMismatch,
+    /// The code expired, was used, or was tried too often.
+    #[error("ExpiredCodeException: Invalid code provided, please request a code again.")]
+    ExpiredCode,
+    /// A per-account limit was reached (lockout, daily caps).
+    #[error("LimitExceededException: {0}")]
+    LimitExceeded(String),
+    /// Too many requests from one client; retry later.
+    #[error("TooManyRequestsException: {0}")]
+    TooManyRequests(String),
+    /// No such resource (or not the caller's).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+}

@@ -1,0 +1,12 @@
+//! The identity core's adapters and service: password hashing, tokens, storage
+//! credentials, mail, and the command handlers every auth dialect calls.
+
+pub mod credentials;
+pub mod mail;
+pub mod passwords;
+pub mod secrets;
+pub mod service;
+pub mod tokens;
+
+pub use service::{Identity, IdentityConfig, IdentityError, LoginOutcome};
+pub use tokens::{Principal, TokenUse};

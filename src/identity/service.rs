@@ -1,0 +1,548 @@
+//! Command handlers of the identity core. Each loads the `User` aggregate,
+//! asks the domain to decide, appends the events (retrying on a concurrent
+//! change, since every decision here is safe to re-make) and returns the answer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use tessera_domain::identity::{
+    CodePurpose, Decision, Email, LoginAdmission, Password, Role, User, UserEvent, Username,
+    STREAM_TYPE,
+};
+use tessera_domain::mail::{Mailer, OutgoingMail};
+use tessera_domain::{DomainError, EventStore, ExpectedVersion, NewEvent, StoreError, StreamRef};
+use tessera_projections::users::{self, UserRow};
+
+use super::credentials::{CredentialIssuer, StorageCredentials};
+use super::passwords;
+use super::secrets::{keyed_hash, Secrets};
+use super::tokens::{refresh_parts, Principal, TokenError, TokenKeys, TokenUse, TOKEN_TTL_SECS};
+use crate::store::SqlEventStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("identity internal error: {0}")]
+    Internal(String),
+}
+
+impl From<TokenError> for IdentityError {
+    fn from(e: TokenError) -> Self {
+        IdentityError::Domain(DomainError::NotAuthorized(match e {
+            TokenError::Expired => "Access Token has expired".into(),
+            TokenError::WrongUse => "Invalid token type".into(),
+            TokenError::Invalid(_) => "Invalid Access Token".into(),
+        }))
+    }
+}
+
+impl From<sqlx::Error> for IdentityError {
+    fn from(e: sqlx::Error) -> Self {
+        IdentityError::Store(StoreError::Backend(e.to_string()))
+    }
+}
+
+type Result<T> = std::result::Result<T, IdentityError>;
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// Public base URL of the API, for links in mails (never the `Host` header).
+    pub public_url: String,
+    /// Region part of `identity_id`.
+    pub region: String,
+    /// Token issuer and audience.
+    pub issuer: String,
+    pub audience: String,
+    /// The invitation mail template (`{username}` and `{link}` are filled in).
+    pub invite_template: String,
+}
+
+/// What a successful login or refresh hands back.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    pub principal: Principal,
+    pub access_token: String,
+    pub id_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+    pub credentials: StorageCredentials,
+}
+
+pub struct Identity {
+    store: SqlEventStore,
+    tokens: TokenKeys,
+    credentials: CredentialIssuer,
+    code_key: Vec<u8>,
+    mailer: Arc<dyn Mailer>,
+    config: IdentityConfig,
+    /// Session id → still active. Filled on first sight of a session, updated by
+    /// this process's sign-outs and by the log follower for other processes'.
+    sessions: RwLock<HashMap<String, bool>>,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn decode(e: &tessera_domain::RecordedEvent) -> Result<UserEvent> {
+    tessera_projections::decode::<UserEvent>(e).map_err(|e| IdentityError::Internal(e.to_string()))
+}
+
+fn to_new(e: &UserEvent, actor: &str) -> Result<NewEvent> {
+    let v = serde_json::to_value(e).map_err(|e| IdentityError::Internal(e.to_string()))?;
+    let payload = v.get("payload").cloned().unwrap_or(serde_json::Value::Null);
+    Ok(
+        NewEvent::new(e.event_type(), 1, payload).with_metadata(tessera_domain::Metadata {
+            actor: Some(actor.to_owned()),
+            ..Default::default()
+        }),
+    )
+}
+
+impl Identity {
+    pub fn new(
+        store: SqlEventStore,
+        secrets: &Secrets,
+        mailer: Arc<dyn Mailer>,
+        config: IdentityConfig,
+    ) -> Self {
+        Identity {
+            tokens: TokenKeys::new(secrets, &[], &config.issuer, &config.audience),
+            credentials: CredentialIssuer::new(secrets),
+            code_key: secrets.derive("codes"),
+            store,
+            mailer,
+            config,
+            sessions: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn tokens(&self) -> &TokenKeys {
+        &self.tokens
+    }
+
+    pub fn credentials(&self) -> &CredentialIssuer {
+        &self.credentials
+    }
+
+    pub fn config(&self) -> &IdentityConfig {
+        &self.config
+    }
+
+    fn code_hash(&self, user_id: &str, purpose: CodePurpose, code: &str) -> String {
+        keyed_hash(
+            &self.code_key,
+            &format!("{purpose:?}:{user_id}:{}", code.trim()),
+        )
+    }
+
+    async fn load(&self, user_id: &str) -> Result<Option<(User, i64)>> {
+        let recorded = self.store.read_stream(user_id).await?;
+        let version = recorded.last().map_or(0, |e| e.stream_version);
+        let events = recorded.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(User::fold(&events).map(|u| (u, version)))
+    }
+
+    /// Looks a user up by username or email.
+    pub async fn find(&self, login: &str) -> Result<Option<UserRow>> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(users::find(&mut conn, login).await?)
+    }
+
+    /// Runs a decision against the current state; retries when another request
+    /// changed the user in between. Returns the state after the events.
+    async fn execute(&self, user_id: &str, decide: impl Fn(&User) -> Decision) -> Result<User> {
+        for _ in 0..8 {
+            let (mut user, version) = self
+                .load(user_id)
+                .await?
+                .ok_or_else(|| DomainError::NotFound("User does not exist.".into()))?;
+            let d = decide(&user);
+            if !d.events.is_empty() {
+                let events = d
+                    .events
+                    .iter()
+                    .map(|e| to_new(e, user_id))
+                    .collect::<Result<Vec<_>>>()?;
+                match self
+                    .store
+                    .append(
+                        &StreamRef::new(STREAM_TYPE, user_id),
+                        ExpectedVersion::Exact(version),
+                        events,
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                for e in &d.events {
+                    user.apply(e);
+                    self.observe(&user.user_id, e);
+                }
+            }
+            return d.outcome.map(|()| user).map_err(Into::into);
+        }
+        Err(DomainError::TooManyRequests("The account is busy; retry.".into()).into())
+    }
+
+    /// Keeps the session cache in step with events this process appends.
+    fn observe(&self, _user_id: &str, e: &UserEvent) {
+        let mut cache = match self.sessions.write() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        match e {
+            UserEvent::SessionStarted { session_id, .. } => {
+                cache.insert(session_id.clone(), true);
+            }
+            UserEvent::RefreshReuseDetected { session_id, .. } => {
+                cache.insert(session_id.clone(), false);
+            }
+            UserEvent::SignedOut { .. } => {
+                // Every session of the user: drop them so the next check reloads.
+                cache.clear();
+            }
+            _ => {}
+        }
+    }
+
+    /// Forgets cached sessions after another process signed a user out (called
+    /// by the log follower).
+    pub fn forget_sessions(&self) {
+        let mut cache = match self.sessions.write() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        cache.clear();
+    }
+
+    fn generate_code() -> String {
+        use rand::Rng;
+        format!("{:06}", rand::thread_rng().gen_range(0..1_000_000))
+    }
+
+    async fn mail(&self, to: &Email, subject: &str, body: String) {
+        let mail = OutgoingMail {
+            to: to.clone(),
+            subject: subject.to_owned(),
+            body,
+        };
+        if let Err(e) = self.mailer.send(mail).await {
+            tracing::error!(error = %e, "sending mail failed");
+        }
+    }
+
+    /// Registers a user. `confirmed`: dialects without email confirmation.
+    pub async fn register(
+        &self,
+        username: &str,
+        email: &str,
+        password: &str,
+        role: Role,
+        confirmed: bool,
+    ) -> Result<User> {
+        let username = Username::parse(username)?;
+        let email = Email::parse(email)?;
+        let password = Password::parse(password)?;
+        let password_hash = passwords::hash(password.expose().to_owned())
+            .await
+            .map_err(|e| IdentityError::Internal(e.to_string()))?;
+        let user_id = new_id();
+        let at = now();
+        let mut events = vec![UserEvent::UserRegistered {
+            user_id: user_id.clone(),
+            username: username.clone(),
+            email: email.clone(),
+            password_hash,
+            role,
+            identity_id: format!("{}:{}", self.config.region, uuid::Uuid::new_v4()),
+            confirmed,
+            at,
+        }];
+        let code = Self::generate_code();
+        if !confirmed {
+            events.push(UserEvent::CodeIssued {
+                purpose: CodePurpose::Confirm,
+                challenge_id: new_id(),
+                code_hash: self.code_hash(&user_id, CodePurpose::Confirm, &code),
+                expires_at: at + CodePurpose::Confirm.lifetime_secs(),
+            });
+        }
+        let new = events
+            .iter()
+            .map(|e| to_new(e, &user_id))
+            .collect::<Result<Vec<_>>>()?;
+        match self
+            .store
+            .append(
+                &StreamRef::new(STREAM_TYPE, &user_id),
+                ExpectedVersion::NoStream,
+                new,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(StoreError::Duplicate { constraint })
+                if constraint.contains(users::EMAIL_TAKEN) || constraint.contains("email_key") =>
+            {
+                return Err(DomainError::UsernameExists(
+                    "An account with the given email already exists.".into(),
+                )
+                .into())
+            }
+            Err(StoreError::Duplicate { .. }) => {
+                return Err(DomainError::UsernameExists("User already exists".into()).into())
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if !confirmed {
+            self.mail(
+                &email,
+                "Your tessera confirmation code",
+                format!(
+                    "Hello {},\n\nyour confirmation code is {code}. It is valid for 24 hours.\n",
+                    username.as_str()
+                ),
+            )
+            .await;
+        }
+        User::fold(&events).ok_or_else(|| IdentityError::Internal("fold failed".into()))
+    }
+
+    /// Confirms a sign-up with the mailed code.
+    pub async fn confirm(&self, username: &str, code: &str) -> Result<()> {
+        let row = self
+            .find(username)
+            .await?
+            .ok_or(DomainError::CodeMismatch)?;
+        let hash = self.code_hash(&row.user_id, CodePurpose::Confirm, code);
+        let t = now();
+        self.execute(&row.user_id, |u| u.confirm(&hash, t)).await?;
+        Ok(())
+    }
+
+    /// Issues and mails a fresh code. Unknown users get the same (silent) answer.
+    pub async fn send_code(&self, login: &str, purpose: CodePurpose) -> Result<Option<String>> {
+        let Some(row) = self.find(login).await? else {
+            return Ok(None);
+        };
+        let code = Self::generate_code();
+        let hash = self.code_hash(&row.user_id, purpose, &code);
+        let challenge = new_id();
+        let t = now();
+        let user = match self
+            .execute(&row.user_id, |u| {
+                u.issue_code(purpose, &challenge, &hash, t)
+            })
+            .await
+        {
+            Ok(u) => u,
+            // Already confirmed: nothing to send, and nothing to reveal.
+            Err(IdentityError::Domain(DomainError::Invalid(_))) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let (subject, what, minutes) = match purpose {
+            CodePurpose::Confirm => ("Your tessera confirmation code", "confirmation", 24 * 60),
+            CodePurpose::Reset => ("Reset your tessera password", "password reset", 60),
+            CodePurpose::Otp => ("Your tessera login code", "login", 10),
+        };
+        let mut body = format!(
+            "Hello {},\n\nyour {what} code is {code}. It is valid for {minutes} minutes and can be used once.\n",
+            user.username.as_str()
+        );
+        if purpose == CodePurpose::Reset {
+            body.push_str(&format!(
+                "\nOr open this link to choose a new password:\n{}/users/reset-password/verify-token?token={}.{}.{}\n",
+                self.config.public_url.trim_end_matches('/'),
+                row.user_id,
+                challenge,
+                code
+            ));
+        }
+        self.mail(&user.email, subject, body).await;
+        Ok(Some(challenge))
+    }
+
+    /// Username-or-email and password login.
+    pub async fn login(&self, login: &str, password: &str) -> Result<LoginOutcome> {
+        let incorrect = || DomainError::NotAuthorized("Incorrect username or password.".into());
+        let Some(row) = self.find(login).await? else {
+            // Same work as for a known user.
+            passwords::verify(password.to_owned(), None).await;
+            return Err(incorrect().into());
+        };
+        let attempt = new_id();
+        let t = now();
+        let user = self
+            .execute(&row.user_id, |u| match u.admit_login(&attempt, t) {
+                LoginAdmission::Admitted(e) => Decision {
+                    events: vec![e],
+                    outcome: Ok(()),
+                },
+                LoginAdmission::Refused(e) => Decision {
+                    events: vec![],
+                    outcome: Err(e),
+                },
+            })
+            .await?;
+        let ok = passwords::verify(password.to_owned(), Some(user.password_hash.clone())).await;
+        let session = new_id();
+        let (refresh, refresh_hash) = self.tokens.new_refresh(&row.user_id, &session);
+        let t = now();
+        let user = self
+            .execute(&row.user_id, |u| {
+                u.finish_login(&attempt, ok, &session, &refresh_hash, t)
+            })
+            .await?;
+        self.outcome(&user, &session, refresh)
+    }
+
+    /// Starts a session for a user proven by other means (a one-time code, a
+    /// federated identity).
+    pub async fn start_session(&self, user_id: &str) -> Result<LoginOutcome> {
+        let session = new_id();
+        let (refresh, refresh_hash) = self.tokens.new_refresh(user_id, &session);
+        let t = now();
+        let user = self
+            .execute(user_id, |u| u.start_session(&session, &refresh_hash, t))
+            .await?;
+        self.outcome(&user, &session, refresh)
+    }
+
+    fn outcome(&self, user: &User, session: &str, refresh: String) -> Result<LoginOutcome> {
+        let principal = Principal {
+            user_id: user.user_id.clone(),
+            session_id: session.to_owned(),
+            username: user.username.as_str().to_owned(),
+            email: user.email.as_str().to_owned(),
+            role: user.role.as_str().to_owned(),
+            identity_id: user.identity_id.clone(),
+        };
+        let t = now();
+        let access_token = self.tokens.issue(&principal, TokenUse::Access, t)?;
+        let id_token = self.tokens.issue(&principal, TokenUse::Id, t)?;
+        let credentials = self.credentials.issue(
+            &user.identity_id,
+            &user.user_id,
+            session,
+            t + TOKEN_TTL_SECS,
+        );
+        Ok(LoginOutcome {
+            principal,
+            access_token,
+            id_token,
+            refresh_token: refresh,
+            expires_in: TOKEN_TTL_SECS,
+            credentials,
+        })
+    }
+
+    /// Rotates a refresh token. A reused (already rotated) token revokes its
+    /// session. `username`, when given, must own the token.
+    pub async fn refresh(&self, username: Option<&str>, token: &str) -> Result<LoginOutcome> {
+        let invalid =
+            || IdentityError::Domain(DomainError::NotAuthorized("Invalid Refresh Token".into()));
+        let (user_id, session) = refresh_parts(token).ok_or_else(invalid)?;
+        let (user_id, session) = (user_id.to_owned(), session.to_owned());
+        if let Some(name) = username.filter(|n| !n.is_empty()) {
+            let row = self.find(name).await?.ok_or_else(invalid)?;
+            if row.user_id != user_id {
+                return Err(invalid());
+            }
+        }
+        let presented = self.tokens.refresh_hash(token);
+        let (next, next_hash) = self.tokens.new_refresh(&user_id, &session);
+        let t = now();
+        let user = self
+            .execute(&user_id, |u| u.refresh(&session, &presented, &next_hash, t))
+            .await?;
+        self.outcome(&user, &session, next)
+    }
+
+    /// Global sign-out: every session of the user ends now.
+    pub async fn logout(&self, principal: &Principal) -> Result<()> {
+        let t = now();
+        self.execute(&principal.user_id, |u| u.sign_out(t)).await?;
+        Ok(())
+    }
+
+    /// Sets a new password with a reset code; signs the user out everywhere.
+    pub async fn reset_password(
+        &self,
+        login: &str,
+        challenge: Option<&str>,
+        code: &str,
+        new_password: &str,
+    ) -> Result<()> {
+        let password = Password::parse(new_password)?;
+        let row = self.find(login).await?.ok_or(DomainError::CodeMismatch)?;
+        let presented = self.code_hash(&row.user_id, CodePurpose::Reset, code);
+        let hash = passwords::hash(password.expose().to_owned())
+            .await
+            .map_err(|e| IdentityError::Internal(e.to_string()))?;
+        let t = now();
+        self.execute(&row.user_id, |u| {
+            u.reset_password(challenge, &presented, &hash, t)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Checks a bearer token and that its session is still active. One HMAC and
+    /// a cache look-up; the user's stream is read only for a session not seen yet.
+    pub async fn authenticate(&self, token: &str, expected: TokenUse) -> Result<Principal> {
+        let claims = self.tokens.verify(token, expected)?;
+        let cached = match self.sessions.read() {
+            Ok(c) => c.get(&claims.sid).copied(),
+            Err(p) => p.into_inner().get(&claims.sid).copied(),
+        };
+        let active = match cached {
+            Some(a) => a,
+            None => {
+                let active = self
+                    .load(&claims.sub)
+                    .await?
+                    .is_some_and(|(u, _)| u.session_active(&claims.sid));
+                let mut cache = match self.sessions.write() {
+                    Ok(c) => c,
+                    Err(p) => p.into_inner(),
+                };
+                cache.insert(claims.sid.clone(), active);
+                active
+            }
+        };
+        if !active {
+            return Err(DomainError::NotAuthorized("Access Token has been revoked".into()).into());
+        }
+        Ok(claims.into())
+    }
+
+    /// Sends the invitation mail, within the daily cap.
+    pub async fn send_invite(&self, principal: &Principal, destination: &str) -> Result<()> {
+        let to = Email::parse(destination)?;
+        let t = now();
+        self.execute(&principal.user_id, |u| u.send_invite(t))
+            .await?;
+        let body = self
+            .config
+            .invite_template
+            .replace("{username}", &principal.username)
+            .replace("{link}", &self.config.public_url);
+        self.mail(
+            &to,
+            &format!("{} invites you to tessera", principal.username),
+            body,
+        )
+        .await;
+        Ok(())
+    }
+}

@@ -30,6 +30,33 @@ pub enum Command {
         #[command(subcommand)]
         action: ProjectionsAction,
     },
+    /// Operator tasks.
+    Admin {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        identity: IdentityArgs,
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminAction {
+    /// Create a confirmed user with a role (the only way to create an admin).
+    CreateUser {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// user, merchant or admin.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// The password (prefer the environment variable: arguments are visible
+        /// to other users of the machine).
+        #[arg(long, env = "TESSERA_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tessera::cli::{Cli, Command, ProjectionsAction};
+use tessera::cli::{AdminAction, Cli, Command, ProjectionsAction};
 use tessera::{runner, serve, store::SqlEventStore};
 
 fn init_logs() {
@@ -76,6 +76,20 @@ async fn main() -> ExitCode {
                             }
                             return Ok(ExitCode::from(1));
                         }
+                    }
+                }
+            }
+            Some(Command::Admin { store, identity, action }) => {
+                std::fs::create_dir_all(&store.data_dir)?;
+                let db = SqlEventStore::connect(&store.database_url(), 2).await?;
+                let unbound = std::net::SocketAddr::from(([127, 0, 0, 1], 8080));
+                let core = serve::build_identity(&identity, &store, &db, unbound)?;
+                match action {
+                    AdminAction::CreateUser { username, email, role, password } => {
+                        let role = tessera_domain::identity::Role::parse(&role)
+                            .ok_or("role must be user, merchant or admin")?;
+                        let user = core.register(&username, &email, &password, role, true).await?;
+                        println!("created {} {} ({})", role.as_str(), user.username.as_str(), user.user_id);
                     }
                 }
             }

@@ -10,7 +10,7 @@ use tessera_domain::bus::Bus;
 use tokio::sync::watch;
 
 use crate::bus::MemoryBus;
-use crate::cli::ServeArgs;
+use crate::cli::{IdentityArgs, ServeArgs, StoreArgs};
 use crate::http::{self, AppState, HttpLimits};
 use crate::identity::{self, Identity, IdentityConfig};
 use crate::runner;
@@ -47,13 +47,15 @@ const DEFAULT_INVITE: &str =
     "Hello,\n\n{username} invites you to tessera, where image datasets are \
 uploaded, preprocessed, augmented and downloaded in a few clicks.\n\nSign up at {link}\n";
 
-fn build_identity(
-    args: &ServeArgs,
+/// The identity core as configured; `bound` is the API's address (the default
+/// public URL).
+pub fn build_identity(
+    a: &IdentityArgs,
+    store_args: &StoreArgs,
     store: &SqlEventStore,
     bound: std::net::SocketAddr,
 ) -> Result<Identity, ServeError> {
-    let a = &args.identity;
-    let secrets = identity::secrets::Secrets::load(a.secret.as_deref(), &args.store.data_dir)?;
+    let secrets = identity::secrets::Secrets::load(a.secret.as_deref(), &store_args.data_dir)?;
     let from: lettre::message::Mailbox = a
         .mail_from
         .parse()
@@ -64,7 +66,7 @@ fn build_identity(
                 .map_err(|e| ServeError::Mail(e.to_string()))?,
         ),
         _ => Arc::new(
-            identity::mail::FileMailer::new(args.store.data_dir.join("mail"), from)
+            identity::mail::FileMailer::new(store_args.data_dir.join("mail"), from)
                 .map_err(|e| ServeError::Mail(e.to_string()))?,
         ),
     };
@@ -82,6 +84,7 @@ fn build_identity(
         issuer: "tessera".into(),
         audience: "tessera-api".into(),
         invite_template,
+        mail_from: a.mail_from.clone(),
     };
     Ok(Identity::new(store.clone(), &secrets, mailer, config))
 }
@@ -170,7 +173,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         addr: args.listen.clone(),
         source,
     })?;
-    let identity = Arc::new(build_identity(&args, &store, bound)?);
+    let identity = Arc::new(build_identity(&args.identity, &args.store, &store, bound)?);
     background.push(tokio::spawn(follow_sign_outs(
         store.clone(),
         identity.clone(),

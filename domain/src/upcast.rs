@@ -1,7 +1,7 @@
 //! Upcasting: old event schemas are lifted to the current one on read, so the
 //! rest of the system only ever sees current payloads.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
@@ -11,7 +11,8 @@ type Upcast = fn(Value) -> Value;
 /// Reading applies them repeatedly until no step is registered.
 #[derive(Default, Clone)]
 pub struct Upcasters {
-    steps: HashMap<(String, i32), Upcast>,
+    /// event type → from version → step.
+    steps: HashMap<String, BTreeMap<i32, Upcast>>,
 }
 
 impl Upcasters {
@@ -22,13 +23,18 @@ impl Upcasters {
     /// Registers the step that turns `event_type` at `from_version` into `from_version + 1`.
     pub fn register(mut self, event_type: &str, from_version: i32, step: Upcast) -> Self {
         self.steps
-            .insert((event_type.to_owned(), from_version), step);
+            .entry(event_type.to_owned())
+            .or_default()
+            .insert(from_version, step);
         self
     }
 
     /// Lifts a payload to the newest version this registry knows.
     pub fn upcast(&self, event_type: &str, mut version: i32, mut payload: Value) -> (i32, Value) {
-        while let Some(step) = self.steps.get(&(event_type.to_owned(), version)) {
+        let Some(steps) = self.steps.get(event_type) else {
+            return (version, payload);
+        };
+        while let Some(step) = steps.get(&version) {
             payload = step(payload);
             version += 1;
         }

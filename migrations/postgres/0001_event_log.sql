@@ -11,8 +11,8 @@ CREATE TABLE events (
     stream_version  BIGINT      NOT NULL,
     event_type      TEXT        NOT NULL,
     event_version   INTEGER     NOT NULL,
-    payload         JSONB       NOT NULL,
-    metadata        JSONB       NOT NULL,
+    payload         JSON        NOT NULL,
+    metadata        JSON        NOT NULL,
     recorded_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
     CONSTRAINT events_stream_version UNIQUE (stream_id, stream_version)
 );

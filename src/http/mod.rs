@@ -6,7 +6,10 @@ pub mod envelope;
 pub mod error;
 pub mod observe;
 pub mod ops;
+pub mod otp_api;
 pub mod platform_auth;
+pub mod roles_api;
+pub mod users_api;
 
 use std::sync::Arc;
 
@@ -49,8 +52,13 @@ pub struct HttpLimits {
         platform_auth::user_login, platform_auth::refresh_token, platform_auth::user_logout,
         platform_auth::forgot_password, platform_auth::confirm_code_forgot_password,
         platform_auth::test, platform_auth::template_invite_mail, platform_auth::reference_email,
+        users_api::create, users_api::login, users_api::verify_token, users_api::refresh,
+        users_api::reset_password, users_api::reset_verify, users_api::update_password,
+        otp_api::signup, otp_api::login, otp_api::req_reset_password, otp_api::reset_password,
+        otp_api::req_otp_code, otp_api::verify_otp_code,
+        roles_api::user_register, roles_api::merchant_register, roles_api::login, roles_api::logout,
     ),
-    components(schemas(ops::Readiness, ops::Check, platform_auth::Tokens)),
+    components(schemas(ops::Readiness, ops::Check, platform_auth::Tokens, users_api::UsersEnvelope)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -93,7 +101,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, limit
             web::get().to(|| async { HttpResponse::Ok().json(ApiDoc::openapi()) }),
         )
         .service(Redoc::with_url("/docs", ApiDoc::openapi()))
-        .configure(platform_auth::routes);
+        .configure(platform_auth::routes)
+        .configure(|c| users_api::routes(c, limits.max_body_bytes))
+        .configure(|c| otp_api::routes(c, limits.max_body_bytes))
+        .configure(|c| roles_api::routes(c, limits.max_body_bytes));
 }
 
 /// Unknown routes get the envelope too.

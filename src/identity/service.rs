@@ -58,6 +58,8 @@ pub struct IdentityConfig {
     pub audience: String,
     /// The invitation mail template (`{username}` and `{link}` are filled in).
     pub invite_template: String,
+    /// The sender of every mail.
+    pub mail_from: String,
 }
 
 /// What a successful login or refresh hands back.
@@ -483,15 +485,73 @@ impl Identity {
         code: &str,
         new_password: &str,
     ) -> Result<()> {
-        let password = Password::parse(new_password)?;
         let row = self.find(login).await?.ok_or(DomainError::CodeMismatch)?;
-        let presented = self.code_hash(&row.user_id, CodePurpose::Reset, code);
+        self.reset_password_for(&row.user_id, challenge, code, new_password)
+            .await
+    }
+
+    /// [`Identity::reset_password`] for a known user id.
+    pub async fn reset_password_for(
+        &self,
+        user_id: &str,
+        challenge: Option<&str>,
+        code: &str,
+        new_password: &str,
+    ) -> Result<()> {
+        let password = Password::parse(new_password)?;
+        if !is_id(user_id) {
+            return Err(DomainError::ExpiredCode.into());
+        }
+        let presented = self.code_hash(user_id, CodePurpose::Reset, code);
         let hash = passwords::hash(password.expose().to_owned())
             .await
             .map_err(|e| IdentityError::Internal(e.to_string()))?;
         let t = now();
-        self.execute(&row.user_id, |u| {
+        self.execute(user_id, |u| {
             u.reset_password(challenge, &presented, &hash, t)
+        })
+        .await
+        .map_err(not_found_as_expired)?;
+        Ok(())
+    }
+
+    /// Checks a mailed reset token (`<user id>.<challenge>.<code>`) without
+    /// using it up; a wrong code still counts against it.
+    pub async fn check_reset_token(&self, token: &str) -> Result<()> {
+        let (user_id, challenge, code) =
+            reset_token_parts(token).ok_or(DomainError::ExpiredCode)?;
+        let presented = self.code_hash(user_id, CodePurpose::Reset, code);
+        let t = now();
+        self.execute(user_id, |u| {
+            let d = u.redeem_code(CodePurpose::Reset, Some(challenge), &presented, t);
+            match d.outcome {
+                // Valid: record nothing, the token stays usable.
+                Ok(()) => Decision {
+                    events: vec![],
+                    outcome: Ok(()),
+                },
+                Err(_) => d,
+            }
+        })
+        .await
+        .map_err(not_found_as_expired)?;
+        Ok(())
+    }
+
+    /// Sets a new password with a mailed reset token.
+    pub async fn reset_with_token(&self, token: &str, new_password: &str) -> Result<()> {
+        let (user_id, challenge, code) =
+            reset_token_parts(token).ok_or(DomainError::ExpiredCode)?;
+        self.reset_password_for(user_id, Some(challenge), code, new_password)
+            .await
+    }
+
+    /// Uses up a one-time login code.
+    pub async fn verify_otp(&self, user_id: &str, challenge: &str, code: &str) -> Result<()> {
+        let presented = self.code_hash(user_id, CodePurpose::Otp, code);
+        let t = now();
+        self.execute(user_id, |u| {
+            u.redeem_code(CodePurpose::Otp, Some(challenge), &presented, t)
         })
         .await?;
         Ok(())
@@ -544,5 +604,24 @@ impl Identity {
         )
         .await;
         Ok(())
+    }
+}
+
+fn is_id(s: &str) -> bool {
+    s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn reset_token_parts(token: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = token.trim().splitn(3, '.');
+    let (user, challenge, code) = (parts.next()?, parts.next()?, parts.next()?);
+    (is_id(user) && is_id(challenge) && code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()))
+        .then_some((user, challenge, code))
+}
+
+/// A token naming no user is just an invalid token.
+fn not_found_as_expired(e: IdentityError) -> IdentityError {
+    match e {
+        IdentityError::Domain(DomainError::NotFound(_)) => DomainError::ExpiredCode.into(),
+        other => other,
     }
 }

@@ -85,7 +85,10 @@ pub struct DialectSql {
     /// One row of the insert's VALUES with `{}` where the parameter numbers go.
     pub insert_prefix: &'static str,
     pub insert_row: fn(first_param: usize) -> String,
-    pub insert_returning: &'static str,
+    /// `RETURNING …` of the insert (position, tx id, event id, recorded_at), or
+    /// `None` where positions are known without it (SQLite hands out
+    /// consecutive rowids to one statement's rows).
+    pub insert_returning: Option<&'static str>,
     /// Locks a checkpoint row for the transaction (empty on SQLite).
     pub for_update: &'static str,
 }
@@ -259,14 +262,18 @@ impl SqlEventStore {
             "SELECT {} FROM events WHERE {} ORDER BY tx_id, global_position LIMIT $3",
             sql.select_columns, filter
         );
-        let rows = sqlx::query(&query)
+        // Rows are decoded as they arrive, while the server is still sending.
+        use futures::TryStreamExt;
+        let mut rows = sqlx::query(&query)
             .bind(after.commit)
             .bind(after.position)
             .bind(i64::from(limit))
-            .fetch_all(conn)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(|r| self.decode_row(r)).collect()
+            .fetch(conn);
+        let mut out = Vec::with_capacity(limit.min(10_000) as usize);
+        while let Some(row) = rows.try_next().await.map_err(backend)? {
+            out.push(self.decode_row(&row)?);
+        }
+        Ok(out)
     }
 
     /// Number of events after `after` (for lag and progress bars).
@@ -344,7 +351,9 @@ impl SqlEventStore {
             }
             statement.push_str(&(sql.insert_row)(i * 9 + 1));
         }
-        statement.push_str(sql.insert_returning);
+        if let Some(returning) = sql.insert_returning {
+            statement.push_str(returning);
+        }
         let mut query = sqlx::query(&statement);
         let mut version = actual;
         for e in events {
@@ -362,25 +371,41 @@ impl SqlEventStore {
                 .bind(metadata)
                 .bind(now_us);
         }
-        let rows = query
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| conflict_or_backend(e, stream, expected, actual))?;
+        let conflict = |e| conflict_or_backend(e, stream, expected, actual);
+        // (position, commit, recorded_at) of each event, in order.
+        let mut assigned: Vec<(i64, i64, i64)> = Vec::with_capacity(events.len());
+        if sql.insert_returning.is_some() {
+            let rows = query.fetch_all(&mut *tx).await.map_err(conflict)?;
+            // Returned rows are matched to events by id (one parse per row).
+            let mut by_id = std::collections::HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let id: String = row.try_get(2).map_err(backend)?;
+                by_id.insert(id, row);
+            }
+            for e in events {
+                let row = by_id
+                    .get(&e.event_id.to_string())
+                    .ok_or_else(|| StoreError::Backend("insert returned fewer rows".into()))?;
+                assigned.push((
+                    row.try_get(0).map_err(backend)?,
+                    row.try_get(1).map_err(backend)?,
+                    row.try_get(3).map_err(backend)?,
+                ));
+            }
+        } else {
+            query.execute(&mut *tx).await.map_err(conflict)?;
+            // (sqlx's Any driver drops SQLite's last rowid, so ask for it.)
+            let last: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+            let first = last - events.len() as i64 + 1;
+            assigned.extend((0..events.len() as i64).map(|i| (first + i, 0, now_us)));
+        }
         let mut recorded = Vec::with_capacity(events.len());
-        for (i, e) in events.iter().enumerate() {
-            let row = rows
-                .iter()
-                .find(|r| {
-                    r.try_get::<String, _>(2).ok().as_deref() == Some(&e.event_id.to_string())
-                })
-                .ok_or_else(|| StoreError::Backend("insert returned fewer rows".into()))?;
-            let position: i64 = row.try_get(0).map_err(backend)?;
-            let recorded_us: i64 = row.try_get(3).map_err(backend)?;
+        for (i, (e, (position, commit, recorded_us))) in events.iter().zip(assigned).enumerate() {
             recorded.push(RecordedEvent {
-                log_position: LogPosition {
-                    commit: row.try_get(1).map_err(backend)?,
-                    position,
-                },
+                log_position: LogPosition { commit, position },
                 global_position: position,
                 event_id: e.event_id,
                 stream_type: stream.stream_type.clone(),

@@ -31,14 +31,16 @@ pub static SQL: DialectSql = DialectSql {
     insert_prefix: "INSERT INTO events (event_id, stream_type, stream_id, stream_version, \
         event_type, event_version, payload, metadata, recorded_at) VALUES ",
     insert_row,
-    insert_returning: " RETURNING global_position, tx_id, event_id::text, \
+    insert_returning: Some(
+        " RETURNING global_position, tx_id, event_id::text, \
         (EXTRACT(EPOCH FROM recorded_at) * 1000000)::bigint",
+    ),
     for_update: " FOR UPDATE",
 };
 
 fn insert_row(p: usize) -> String {
     format!(
-        "(${}::uuid, ${}, ${}, ${}, ${}, ${}, ${}::jsonb, ${}::jsonb, \
+        "(${}::uuid, ${}, ${}, ${}, ${}, ${}, ${}::json, ${}::json, \
          to_timestamp(${}::double precision / 1000000.0))",
         p,
         p + 1,

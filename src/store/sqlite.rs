@@ -28,7 +28,7 @@ pub static SQL: DialectSql = DialectSql {
     insert_prefix: "INSERT INTO events (event_id, stream_type, stream_id, stream_version, \
         event_type, event_version, payload, metadata, recorded_at) VALUES ",
     insert_row,
-    insert_returning: " RETURNING global_position, tx_id, event_id, recorded_at",
+    insert_returning: None,
     for_update: "",
 };
 

@@ -153,6 +153,17 @@ pub struct IdentityArgs {
     /// Auth requests per minute per account name.
     #[arg(long, env = "TESSERA_AUTH_RATE_PER_ACCOUNT", default_value_t = 20)]
     pub auth_rate_per_account: u32,
+    /// OAuth client id that Google ID tokens must be issued to (`aud`);
+    /// absent: Google sign-in is off.
+    #[arg(long, env = "TESSERA_GOOGLE_CLIENT_ID")]
+    pub google_client_id: Option<String>,
+    /// Where Google's signing keys (JWKS) are fetched.
+    #[arg(
+        long,
+        env = "TESSERA_GOOGLE_JWKS_URL",
+        default_value = "https://www.googleapis.com/oauth2/v3/certs"
+    )]
+    pub google_jwks_url: String,
     /// File with the invitation mail template ({username}, {link}).
     #[arg(long, env = "TESSERA_INVITE_TEMPLATE_FILE")]
     pub invite_template_file: Option<std::path::PathBuf>,

@@ -86,7 +86,17 @@ pub fn build_identity(
         invite_template,
         mail_from: a.mail_from.clone(),
     };
-    Ok(Identity::new(store.clone(), &secrets, mailer, config))
+    let google = identity::google::GoogleVerifier::new(
+        a.google_client_id.clone(),
+        a.google_jwks_url.clone(),
+    );
+    Ok(Identity::new(
+        store.clone(),
+        &secrets,
+        mailer,
+        config,
+        google,
+    ))
 }
 
 /// Follows the log for sign-outs made by other processes and drops this

@@ -52,6 +52,7 @@ pub struct HttpLimits {
         platform_auth::user_login, platform_auth::refresh_token, platform_auth::user_logout,
         platform_auth::forgot_password, platform_auth::confirm_code_forgot_password,
         platform_auth::test, platform_auth::template_invite_mail, platform_auth::reference_email,
+        platform_auth::login_google,
         users_api::create, users_api::login, users_api::verify_token, users_api::refresh,
         users_api::reset_password, users_api::reset_verify, users_api::update_password,
         otp_api::signup, otp_api::login, otp_api::req_reset_password, otp_api::reset_password,

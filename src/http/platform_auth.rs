@@ -294,6 +294,27 @@ pub async fn reference_email(
     Ok(ok_message("Send email successfully"))
 }
 
+/// A Google ID token, under any of the names Google's libraries use.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct GoogleLogin {
+    #[serde(alias = "id_token", alias = "credential")]
+    pub token: String,
+}
+
+/// Sign in with a Google ID token; the response is the login response.
+#[utoipa::path(post, path = "/login_google", request_body = GoogleLogin, tag = "auth",
+    responses((status = 200, description = "tokens and storage credentials", body = Tokens),
+        (status = 401, description = "invalid Google ID token")))]
+pub async fn login_google(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<GoogleLogin>,
+) -> Result<HttpResponse, ApiError> {
+    state.auth_limits.check(&req, "")?;
+    let outcome = state.identity.login_google(&body.token).await?;
+    Ok(tokens_response(outcome, "Login successfully"))
+}
+
 /// Registers the routes at the staging paths and under `/auth`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     for prefix in ["", "/auth"] {
@@ -320,6 +341,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 &p("/send-mail/reference-email"),
                 web::post().to(reference_email),
-            );
+            )
+            .route(&p("/login_google"), web::post().to(login_google));
     }
 }

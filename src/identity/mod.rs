@@ -2,6 +2,7 @@
 //! credentials, mail, and the command handlers every auth dialect calls.
 
 pub mod credentials;
+pub mod google;
 pub mod mail;
 pub mod passwords;
 pub mod secrets;

@@ -75,6 +75,7 @@ pub struct LoginOutcome {
 
 pub struct Identity {
     store: SqlEventStore,
+    google: super::google::GoogleVerifier,
     tokens: TokenKeys,
     credentials: CredentialIssuer,
     code_key: Vec<u8>,
@@ -114,8 +115,10 @@ impl Identity {
         secrets: &Secrets,
         mailer: Arc<dyn Mailer>,
         config: IdentityConfig,
+        google: super::google::GoogleVerifier,
     ) -> Self {
         Identity {
+            google,
             tokens: TokenKeys::new(secrets, &[], &config.issuer, &config.audience),
             credentials: CredentialIssuer::new(secrets),
             code_key: secrets.derive("codes"),
@@ -468,6 +471,50 @@ impl Identity {
             .execute(&user_id, |u| u.refresh(&session, &presented, &next_hash, t))
             .await?;
         self.outcome(&user, &session, next)
+    }
+
+    /// Signs in with a Google ID token. A first sign-in creates a confirmed
+    /// account for the (Google-verified) email, with an unusable random
+    /// password; later ones find it by email.
+    pub async fn login_google(&self, id_token: &str) -> Result<LoginOutcome> {
+        let claims = self.google.verify(id_token).await.map_err(|e| match e {
+            super::google::GoogleError::Invalid(_) => {
+                IdentityError::Domain(DomainError::NotAuthorized("Invalid Google ID token".into()))
+            }
+            other => IdentityError::Internal(other.to_string()),
+        })?;
+        let email = Email::parse(&claims.email)?;
+        let user_id = match self.find(email.as_str()).await? {
+            Some(row) => row.user_id,
+            None => {
+                let local: String = email
+                    .as_str()
+                    .split('@')
+                    .next()
+                    .unwrap_or("user")
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '_')
+                    .take(40)
+                    .collect();
+                let username = format!("{local}_{}", &new_id()[..8]);
+                let password = format!("{}{}", new_id(), new_id());
+                match self
+                    .register(&username, email.as_str(), &password, Role::User, true)
+                    .await
+                {
+                    Ok(u) => u.user_id,
+                    // A concurrent first sign-in won the race: use its account.
+                    Err(IdentityError::Domain(DomainError::UsernameExists(_))) => {
+                        self.find(email.as_str())
+                            .await?
+                            .ok_or_else(|| IdentityError::Internal("account vanished".into()))?
+                            .user_id
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        self.start_session(&user_id).await
     }
 
     /// Global sign-out: every session of the user ends now.

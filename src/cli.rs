@@ -130,6 +130,15 @@ pub struct IdentityArgs {
     /// kept in <data dir>/secret.key.
     #[arg(long, env = "TESSERA_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+    /// Earlier master secrets (comma-separated): tokens they signed stay valid
+    /// until they expire, so the secret can be rotated without logging anyone out.
+    #[arg(
+        long,
+        env = "TESSERA_PREVIOUS_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub previous_secrets: Vec<String>,
     /// SMTP relay (smtp://[user:password@]host[:port]); absent: mail is written
     /// as .eml files to <data dir>/mail/.
     #[arg(long, env = "SMTP_URL", hide_env_values = true)]

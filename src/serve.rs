@@ -90,9 +90,16 @@ pub fn build_identity(
         a.google_client_id.clone(),
         a.google_jwks_url.clone(),
     );
+    let previous = a
+        .previous_secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| identity::secrets::Secrets::load(Some(s), &store_args.data_dir))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Identity::new(
         store.clone(),
         &secrets,
+        &previous,
         mailer,
         config,
         google,

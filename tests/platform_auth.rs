@@ -661,3 +661,48 @@ async fn rate_limit_ignores_forged_forwarded_for() {
         "the sixth and later requests from one address are refused"
     );
 }
+
+/// Rotating the master secret: tokens signed under the previous one keep
+/// working while it is listed in TESSERA_PREVIOUS_SECRETS, and stop when it
+/// is dropped.
+#[tokio::test]
+async fn signing_keys_rotate_by_key_id() {
+    let old = "old-secret-0123456789-0123456789-0123456789";
+    let new = "new-secret-0123456789-0123456789-0123456789";
+    let mut server =
+        common::Server::start_with(&common::Backend::Sqlite, &[("TESSERA_SECRET", old)]).await;
+    let data = common::signed_up_user(&server, "rotor", PASSWORD).await;
+    let token = data["token"].as_str().unwrap().to_owned();
+    let (dir, url) = (server.data_dir.clone(), server.database_url.clone());
+    server.terminate();
+    let http = reqwest::Client::new();
+
+    let mut server = common::Server::spawn(
+        dir.clone(),
+        url.clone(),
+        &[("TESSERA_SECRET", new), ("TESSERA_PREVIOUS_SECRETS", old)],
+    )
+    .await;
+    assert_eq!(
+        bearer_post(&http, &server, "/test", &token).await,
+        200,
+        "previous key still verifies"
+    );
+    server.terminate();
+
+    let server = common::Server::spawn(dir, url, &[("TESSERA_SECRET", new)]).await;
+    assert_eq!(
+        bearer_post(&http, &server, "/test", &token).await,
+        401,
+        "a dropped key no longer verifies"
+    );
+    // New logins work under the new key.
+    let (s, _) = post(
+        &http,
+        &server,
+        "/user_login",
+        json!({"username": "rotor", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(s, 200);
+}

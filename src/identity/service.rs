@@ -113,13 +113,14 @@ impl Identity {
     pub fn new(
         store: SqlEventStore,
         secrets: &Secrets,
+        previous: &[Secrets],
         mailer: Arc<dyn Mailer>,
         config: IdentityConfig,
         google: super::google::GoogleVerifier,
     ) -> Self {
         Identity {
             google,
-            tokens: TokenKeys::new(secrets, &[], &config.issuer, &config.audience),
+            tokens: TokenKeys::new(secrets, previous, &config.issuer, &config.audience),
             credentials: CredentialIssuer::new(secrets),
             code_key: secrets.derive("codes"),
             store,

@@ -158,3 +158,17 @@ pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
         other => ApiError::BadRequest(other.to_string()),
     }
 }
+
+/// JSON extractor settings whose errors are rendered by `render`: each auth
+/// dialect answers bad bodies in its own envelope.
+pub fn json_config_with(
+    limit: usize,
+    render: impl Fn(ApiError) -> HttpResponse + Send + Sync + 'static,
+) -> actix_web::web::JsonConfig {
+    actix_web::web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(move |err, _req| {
+            actix_web::error::InternalError::from_response(String::new(), render(json_error(err)))
+                .into()
+        })
+}

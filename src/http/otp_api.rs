@@ -300,12 +300,7 @@ pub async fn verify_otp_code(
 }
 
 fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(|err, _| {
-            let e = super::error::json_error(err);
-            actix_web::error::InternalError::from_response(String::new(), fail(e)).into()
-        })
+    super::error::json_config_with(limit, fail)
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, limit: usize) {

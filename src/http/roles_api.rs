@@ -127,12 +127,7 @@ pub async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpRespons
 }
 
 fn json_config(limit: usize, path: &'static str) -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(limit)
-        .error_handler(move |err, _| {
-            let e = super::error::json_error(err);
-            actix_web::error::InternalError::from_response(String::new(), fail_at(path, e)).into()
-        })
+    super::error::json_config_with(limit, move |e| fail_at(path, e))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig, limit: usize) {

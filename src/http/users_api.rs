@@ -259,18 +259,10 @@ pub async fn update_password(
     }
 }
 
-/// JSON errors in this dialect's envelope.
-fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default().error_handler(|err, _| {
-        let e = super::error::json_error(err);
-        actix_web::error::InternalError::from_response(String::new(), fail(e)).into()
-    })
-}
-
 pub fn routes(cfg: &mut web::ServiceConfig, limit: usize) {
     cfg.service(
         web::scope("/users")
-            .app_data(json_config().limit(limit))
+            .app_data(super::error::json_config_with(limit, fail))
             .route("", web::post().to(create))
             .route("/login", web::post().to(login))
             .route("/verify-token", web::get().to(verify_token))

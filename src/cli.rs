@@ -118,6 +118,10 @@ pub struct ServeArgs {
     pub shutdown_grace_secs: u64,
     #[command(flatten)]
     pub identity: IdentityArgs,
+    /// NATS server with JetStream for jobs (`nats://[user:pass@]host:4222`);
+    /// absent: the in-process bus.
+    #[arg(long, env = "NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

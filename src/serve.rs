@@ -40,6 +40,8 @@ pub enum ServeError {
     Secrets(#[from] identity::secrets::SecretsError),
     #[error("mail configuration: {0}")]
     Mail(String),
+    #[error("message bus: {0}")]
+    Bus(String),
 }
 
 /// The invitation mail unless `TESSERA_INVITE_TEMPLATE_FILE` says otherwise.
@@ -160,7 +162,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let store = SqlEventStore::connect(&url, args.store.db_connections).await?;
     tracing::info!(database = %crate::store::redact(&url), "event store ready");
     runner::ensure_checkpoints(&store).await?;
-    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let bus: Arc<dyn Bus> = match args.nats_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => {
+            let bus = crate::bus::nats::NatsBus::connect(url).await.map_err(|e| {
+                ServeError::Bus(format!("NATS at {}: {e}", crate::store::redact(url)))
+            })?;
+            tracing::info!("job bus: NATS JetStream");
+            Arc::new(bus)
+        }
+        None => Arc::new(MemoryBus::new()),
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = Vec::new();

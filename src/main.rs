@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tessera::cli::{AdminAction, Cli, Command, ProjectionsAction};
+use tessera::cli::{AdminAction, Cli, Command, EventsAction, ProjectionsAction};
 use tessera::{runner, serve, store::SqlEventStore};
 
 fn init_logs() {
@@ -77,6 +77,19 @@ async fn main() -> ExitCode {
                             return Ok(ExitCode::from(1));
                         }
                     }
+                }
+            }
+            Some(Command::Events {
+                action: EventsAction::Tail { subject, nats_url },
+            }) => {
+                use futures::StreamExt;
+                use std::io::Write;
+                let client = async_nats::connect(&nats_url).await?;
+                let mut sub = client.subscribe(subject).await?;
+                let mut out = std::io::stdout().lock();
+                while let Some(m) = sub.next().await {
+                    writeln!(out, "{} {}", m.subject, String::from_utf8_lossy(&m.payload))?;
+                    out.flush()?;
                 }
             }
             Some(Command::Admin { store, identity, action }) => {

@@ -57,7 +57,7 @@ pub struct Difference {
 
 /// Reads a checkpoint; `lock` is the dialect's row-lock clause inside a
 /// write transaction (so two runners never apply the same batch), or "".
-async fn checkpoint(
+pub async fn checkpoint(
     conn: &mut AnyConnection,
     lock: &str,
     name: &str,
@@ -77,7 +77,7 @@ async fn checkpoint(
     })
 }
 
-async fn save_checkpoint(
+pub async fn save_checkpoint(
     conn: &mut AnyConnection,
     name: &str,
     at: LogPosition,

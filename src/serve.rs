@@ -162,19 +162,24 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let store = SqlEventStore::connect(&url, args.store.db_connections).await?;
     tracing::info!(database = %crate::store::redact(&url), "event store ready");
     runner::ensure_checkpoints(&store).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut background = Vec::new();
     let bus: Arc<dyn Bus> = match args.nats_url.as_deref().filter(|u| !u.is_empty()) {
         Some(url) => {
             let bus = crate::bus::nats::NatsBus::connect(url).await.map_err(|e| {
                 ServeError::Bus(format!("NATS at {}: {e}", crate::store::redact(url)))
             })?;
-            tracing::info!("job bus: NATS JetStream");
+            tracing::info!("job bus: NATS JetStream; relaying events to tessera.events.>");
+            background.push(tokio::spawn(crate::relay::run(
+                store.clone(),
+                bus.client().clone(),
+                store.appended(),
+                stop_rx.clone(),
+            )));
             Arc::new(bus)
         }
         None => Arc::new(MemoryBus::new()),
     };
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut background = Vec::new();
     for projection in tessera_projections::asynchronous() {
         background.push(tokio::spawn(runner::run(
             store.clone(),

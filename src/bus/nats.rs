@@ -85,6 +85,7 @@ impl NatsBus {
     }
 
     pub fn client(&self) -> &async_nats::Client {
+        // (used by the event relay, which shares the connection)
         &self.client
     }
 }

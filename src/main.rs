@@ -84,7 +84,12 @@ async fn main() -> ExitCode {
             }) => {
                 use futures::StreamExt;
                 use std::io::Write;
-                let client = async_nats::connect(&nats_url).await?;
+                let (address, credentials) = tessera::bus::nats::split_credentials(&nats_url);
+                let mut options = async_nats::ConnectOptions::new();
+                if let Some((user, password)) = credentials {
+                    options = options.user_and_password(user, password);
+                }
+                let client = options.connect(address).await?;
                 let mut sub = client.subscribe(subject).await?;
                 let mut out = std::io::stdout().lock();
                 while let Some(m) = sub.next().await {

@@ -30,6 +30,23 @@ fn unavailable(e: impl std::fmt::Display) -> BusError {
     BusError::Unavailable(e.to_string())
 }
 
+/// `nats://user:pass@host:port` → (`nats://host:port`, credentials).
+pub fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_owned(), None);
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            (
+                format!("{scheme}://{host}"),
+                Some((user.to_owned(), password.to_owned())),
+            )
+        }
+        None => (url.to_owned(), None),
+    }
+}
+
 #[derive(Clone)]
 pub struct NatsBus {
     client: async_nats::Client,
@@ -40,13 +57,14 @@ impl NatsBus {
     /// Connects (credentials may be in the URL: `nats://user:pass@host:4222`)
     /// and makes sure both streams exist with the expected settings.
     pub async fn connect(url: &str) -> Result<NatsBus, BusError> {
-        let client = async_nats::ConnectOptions::new()
+        let (address, credentials) = split_credentials(url);
+        let mut options = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connect(url)
-            .await
-            .map_err(unavailable)?;
+            .max_reconnects(None);
+        if let Some((user, password)) = credentials {
+            options = options.user_and_password(user, password);
+        }
+        let client = options.connect(address).await.map_err(unavailable)?;
         let js = jetstream::new(client.clone());
         let bus = NatsBus { client, js };
         bus.ensure_streams().await?;
@@ -73,8 +91,19 @@ impl NatsBus {
         for config in [jobs, dead] {
             let name = config.name.clone();
             match self.js.get_stream(&name).await {
-                Ok(_) => {
-                    self.js.update_stream(config).await.map_err(unavailable)?;
+                // Workers may not change streams (nats.conf): the API server,
+                // which may, keeps them up to date.
+                Ok(existing) => {
+                    let current = &existing.cached_info().config;
+                    let same = current.subjects == config.subjects
+                        && current.retention == config.retention
+                        && current.duplicate_window == config.duplicate_window
+                        && current.max_age == config.max_age;
+                    if !same {
+                        if let Err(e) = self.js.update_stream(config).await {
+                            tracing::warn!(stream = %name, error = %e, "stream left as it is");
+                        }
+                    }
                 }
                 Err(_) => {
                     self.js.create_stream(config).await.map_err(unavailable)?;

@@ -31,6 +31,8 @@ struct State {
     next_seq: u64,
     messages: BTreeMap<u64, Message>,
     dedup: HashMap<String, Instant>,
+    /// Dedup ids in publish order, to forget expired ones without a scan.
+    dedup_order: VecDeque<(Instant, String)>,
     dead: VecDeque<DeadLetter>,
     consumers: HashMap<String, ConsumerConfig>,
 }
@@ -70,12 +72,19 @@ impl Bus for MemoryBus {
         let now = Instant::now();
         {
             let mut st = self.shared.lock();
-            st.dedup
-                .retain(|_, at| now.duration_since(*at) < DEDUP_WINDOW);
+            while let Some((at, _)) = st.dedup_order.front() {
+                if now.duration_since(*at) < DEDUP_WINDOW {
+                    break;
+                }
+                if let Some((_, id)) = st.dedup_order.pop_front() {
+                    st.dedup.remove(&id);
+                }
+            }
             if st.dedup.contains_key(&job.dedup_id) {
                 return Ok(());
             }
             st.dedup.insert(job.dedup_id.clone(), now);
+            st.dedup_order.push_back((now, job.dedup_id.clone()));
             st.next_seq += 1;
             let seq = st.next_seq;
             st.messages.insert(

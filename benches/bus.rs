@@ -1,0 +1,245 @@
+//! Bus benchmark: job round trip (publish → consumer acks) latency p50/p99 and
+//! sustained jobs/s, per adapter, beside a bare client doing the same work in
+//! the same run: for NATS, async-nats alone (JetStream publish with ack, pull
+//! fetch of one message, double ack) on the same stream; for the in-process bus,
+//! a tokio channel.
+//!
+//! Run: `cargo bench --bench bus` (NATS when TESSERA_BENCH_NATS_URL or
+//! TESSERA_TEST_NATS_URL is set). Prints a Markdown table.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tessera::bus::nats::NatsBus;
+use tessera::bus::MemoryBus;
+use tessera_domain::bus::{Bus, ConsumerConfig, Job};
+
+const ROUND_TRIPS: usize = 1000;
+const SUSTAINED: usize = 5000;
+
+struct Result {
+    name: String,
+    p50_us: f64,
+    p99_us: f64,
+    per_sec: f64,
+}
+
+fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e6;
+    (at(0.5), at(0.99))
+}
+
+async fn ours(bus: Arc<dyn Bus>, name: &str) -> Result {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let subject = format!("tessera.jobs.bench{id}");
+    let mut consumer = bus
+        .consumer(ConsumerConfig::new(format!("bench{id}"), subject.clone()))
+        .await
+        .unwrap();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let worker = tokio::spawn(async move {
+        while let Ok(Some(d)) = consumer.next(Duration::from_secs(5)).await {
+            d.acker.ack().await.unwrap();
+            if done_tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lat = Vec::with_capacity(ROUND_TRIPS);
+    for i in 0..ROUND_TRIPS {
+        let t = Instant::now();
+        bus.publish(Job {
+            subject: subject.clone(),
+            dedup_id: format!("{id}-rt-{i}"),
+            payload: vec![0; 256],
+        })
+        .await
+        .unwrap();
+        done_rx.recv().await.unwrap();
+        lat.push(t.elapsed());
+    }
+    let t = Instant::now();
+    for i in 0..SUSTAINED {
+        bus.publish(Job {
+            subject: subject.clone(),
+            dedup_id: format!("{id}-s-{i}"),
+            payload: vec![0; 256],
+        })
+        .await
+        .unwrap();
+    }
+    for _ in 0..SUSTAINED {
+        done_rx.recv().await.unwrap();
+    }
+    let per_sec = SUSTAINED as f64 / t.elapsed().as_secs_f64();
+    drop(done_rx);
+    worker.abort();
+    let (p50_us, p99_us) = percentiles(lat);
+    Result {
+        name: name.into(),
+        p50_us,
+        p99_us,
+        per_sec,
+    }
+}
+
+async fn bare_nats(url: &str) -> Result {
+    use async_nats::jetstream::{self, consumer::pull};
+    let client = async_nats::connect(url).await.unwrap();
+    let js = jetstream::new(client);
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let subject = format!("tessera.jobs.bare{id}");
+    let stream = js
+        .get_stream(tessera::bus::nats::JOBS_STREAM)
+        .await
+        .unwrap();
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(format!("bare{id}")),
+            filter_subject: subject.clone(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let worker = tokio::spawn(async move {
+        loop {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(1)
+                .expires(Duration::from_secs(5))
+                .messages()
+                .await
+                .unwrap();
+            match batch.next().await {
+                Some(Ok(m)) => {
+                    m.double_ack().await.unwrap();
+                    if done_tx.send(()).is_err() {
+                        break;
+                    }
+                }
+                Some(Err(_)) => continue,
+                None => continue,
+            }
+        }
+    });
+    let mut lat = Vec::with_capacity(ROUND_TRIPS);
+    for i in 0..ROUND_TRIPS {
+        let t = Instant::now();
+        let p = jetstream::message::PublishMessage::build()
+            .payload(vec![0u8; 256].into())
+            .message_id(format!("{id}-rt-{i}"));
+        js.send_publish(subject.clone(), p)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        done_rx.recv().await.unwrap();
+        lat.push(t.elapsed());
+    }
+    let t = Instant::now();
+    for i in 0..SUSTAINED {
+        let p = jetstream::message::PublishMessage::build()
+            .payload(vec![0u8; 256].into())
+            .message_id(format!("{id}-s-{i}"));
+        js.send_publish(subject.clone(), p)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    for _ in 0..SUSTAINED {
+        done_rx.recv().await.unwrap();
+    }
+    let per_sec = SUSTAINED as f64 / t.elapsed().as_secs_f64();
+    drop(done_rx);
+    worker.abort();
+    let (p50_us, p99_us) = percentiles(lat);
+    Result {
+        name: "bare async-nats (same stream, fetch 1, double ack)".into(),
+        p50_us,
+        p99_us,
+        per_sec,
+    }
+}
+
+async fn bare_channel() -> Result {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let worker = tokio::spawn(async move {
+        while let Some(_job) = rx.recv().await {
+            if done_tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lat = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let t = Instant::now();
+        tx.send(vec![0; 256]).unwrap();
+        done_rx.recv().await.unwrap();
+        lat.push(t.elapsed());
+    }
+    let t = Instant::now();
+    for _ in 0..SUSTAINED {
+        tx.send(vec![0; 256]).unwrap();
+    }
+    for _ in 0..SUSTAINED {
+        done_rx.recv().await.unwrap();
+    }
+    let per_sec = SUSTAINED as f64 / t.elapsed().as_secs_f64();
+    drop(tx);
+    worker.abort();
+    let (p50_us, p99_us) = percentiles(lat);
+    Result {
+        name: "bare tokio channel".into(),
+        p50_us,
+        p99_us,
+        per_sec,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let mut pairs = vec![(
+        ours(Arc::new(MemoryBus::new()), "tessera in-process bus").await,
+        bare_channel().await,
+    )];
+    let url = std::env::var("TESSERA_BENCH_NATS_URL")
+        .or_else(|_| std::env::var("TESSERA_TEST_NATS_URL"))
+        .ok();
+    match url {
+        Some(url) => {
+            let bus = NatsBus::connect(&url).await.unwrap();
+            pairs.push((
+                ours(Arc::new(bus), "tessera NATS adapter").await,
+                bare_nats(&url).await,
+            ));
+        }
+        None => eprintln!("NATS skipped: set TESSERA_BENCH_NATS_URL"),
+    }
+    println!("| adapter | round trip p50 (µs) | p99 (µs) | sustained jobs/s | peer | peer p50 (µs) | peer p99 (µs) | peer jobs/s | throughput ratio |");
+    println!("|---|---:|---:|---:|---|---:|---:|---:|---:|");
+    for (a, b) in pairs {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {} | {:.0} | {:.0} | {:.0} | {:.2} |",
+            a.name,
+            a.p50_us,
+            a.p99_us,
+            a.per_sec,
+            b.name,
+            b.p50_us,
+            b.p99_us,
+            b.per_sec,
+            a.per_sec / b.per_sec
+        );
+    }
+}

@@ -56,6 +56,22 @@ impl ApiError {
     pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         ApiError::Internal(Box::new(e))
     }
+
+    /// The status to answer with; an internal error's cause chain is logged
+    /// here, for every envelope (the auth dialects render their own bodies).
+    pub fn status_logged(&self) -> StatusCode {
+        if let ApiError::Internal(cause) = self {
+            let mut chain = cause.to_string();
+            let mut source = cause.source();
+            while let Some(s) = source {
+                chain.push_str(": ");
+                chain.push_str(&s.to_string());
+                source = s.source();
+            }
+            tracing::error!(error = %chain, "request failed");
+        }
+        self.status_code()
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -125,17 +141,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(cause) = self {
-            let mut chain = cause.to_string();
-            let mut source = cause.source();
-            while let Some(s) = source {
-                chain.push_str(": ");
-                chain.push_str(&s.to_string());
-                source = s.source();
-            }
-            tracing::error!(error = %chain, "request failed");
-        }
-        HttpResponse::build(self.status_code()).json(Envelope::<()>::failure(self.to_string()))
+        HttpResponse::build(self.status_logged()).json(Envelope::<()>::failure(self.to_string()))
     }
 }
 

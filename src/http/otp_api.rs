@@ -22,10 +22,7 @@ fn msg(status: StatusCode, body: Value) -> HttpResponse {
 
 fn fail(e: impl Into<ApiError>) -> HttpResponse {
     let e: ApiError = e.into();
-    let status = actix_web::ResponseError::status_code(&e);
-    if let ApiError::Internal(cause) = &e {
-        tracing::error!(error = %cause, "OTP API request failed");
-    }
+    let status = e.status_logged();
     msg(status, json!({"msg": e.to_string()}))
 }
 

@@ -13,10 +13,7 @@ use super::{ApiError, AppState};
 
 fn fail_at(path: &str, e: impl Into<ApiError>) -> HttpResponse {
     let e: ApiError = e.into();
-    let status = actix_web::ResponseError::status_code(&e);
-    if let ApiError::Internal(cause) = &e {
-        tracing::error!(error = %cause, "roles API request failed");
-    }
+    let status = e.status_logged();
     HttpResponse::build(status).json(json!({
         "timestamp": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string(),
         "code": status.as_u16(),

@@ -36,10 +36,7 @@ fn reply(status: StatusCode, message: &str, data: Value) -> HttpResponse {
 /// This dialect's errors: the status of the shared mapping, this envelope.
 fn fail(e: impl Into<ApiError>) -> HttpResponse {
     let e: ApiError = e.into();
-    let status = actix_web::ResponseError::status_code(&e);
-    if let ApiError::Internal(cause) = &e {
-        tracing::error!(error = %cause, "users API request failed");
-    }
+    let status = e.status_logged();
     reply(status, &e.to_string(), Value::Null)
 }
 

@@ -27,6 +27,41 @@ struct Result {
     per_sec: f64,
 }
 
+/// Times `ROUND_TRIPS` single round trips, then `SUSTAINED` jobs back to back.
+/// `publish(i)` sends job `i`; `done` yields once per job the consumer acked.
+async fn measure<F, Fut>(
+    name: &str,
+    publish: F,
+    done: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+) -> Result
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut lat = Vec::with_capacity(ROUND_TRIPS);
+    for i in 0..ROUND_TRIPS {
+        let t = Instant::now();
+        publish(i).await;
+        done.recv().await.unwrap();
+        lat.push(t.elapsed());
+    }
+    let t = Instant::now();
+    for i in 0..SUSTAINED {
+        publish(ROUND_TRIPS + i).await;
+    }
+    for _ in 0..SUSTAINED {
+        done.recv().await.unwrap();
+    }
+    let per_sec = SUSTAINED as f64 / t.elapsed().as_secs_f64();
+    let (p50_us, p99_us) = percentiles(lat);
+    Result {
+        name: name.into(),
+        p50_us,
+        p99_us,
+        per_sec,
+    }
+}
+
 fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
     let at = |q: f64| v[((v.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e6;
@@ -49,42 +84,26 @@ async fn ours(bus: Arc<dyn Bus>, name: &str) -> Result {
             }
         }
     });
-    let mut lat = Vec::with_capacity(ROUND_TRIPS);
-    for i in 0..ROUND_TRIPS {
-        let t = Instant::now();
-        bus.publish(Job {
-            subject: subject.clone(),
-            dedup_id: format!("{id}-rt-{i}"),
-            payload: vec![0; 256],
-        })
-        .await
-        .unwrap();
-        done_rx.recv().await.unwrap();
-        lat.push(t.elapsed());
-    }
-    let t = Instant::now();
-    for i in 0..SUSTAINED {
-        bus.publish(Job {
-            subject: subject.clone(),
-            dedup_id: format!("{id}-s-{i}"),
-            payload: vec![0; 256],
-        })
-        .await
-        .unwrap();
-    }
-    for _ in 0..SUSTAINED {
-        done_rx.recv().await.unwrap();
-    }
-    let per_sec = SUSTAINED as f64 / t.elapsed().as_secs_f64();
+    let result = measure(
+        name,
+        |i| {
+            let (bus, subject, id) = (bus.clone(), subject.clone(), id.clone());
+            async move {
+                bus.publish(Job {
+                    subject,
+                    dedup_id: format!("{id}-{i}"),
+                    payload: vec![0; 256],
+                })
+                .await
+                .unwrap();
+            }
+        },
+        &mut done_rx,
+    )
+    .await;
     drop(done_rx);
     worker.abort();
-    let (p50_us, p99_us) = percentiles(lat);
-    Result {
-        name: name.into(),
-        p50_us,
-        p99_us,
-        per_sec,
-    }
+    result
 }
 
 async fn bare_nats(url: &str) -> Result {
@@ -128,44 +147,23 @@ async fn bare_nats(url: &str) -> Result {
             }
         }
     });
-    let mut lat = Vec::with_capacity(ROUND_TRIPS);
-    for i in 0..ROUND_TRIPS {
-        let t = Instant::now();
-        let p = jetstream::message::PublishMessage::build()
-            .payload(vec![0u8; 256].into())
-            .message_id(format!("{id}-rt-{i}"));
-        js.send_publish(subject.clone(), p)
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        done_rx.recv().await.unwrap();
-        lat.push(t.elapsed());
-    }
-    let t = Instant::now();
-    for i in 0..SUSTAINED {
-        let p = jetstream::message::PublishMessage::build()
-            .payload(vec![0u8; 256].into())
-            .message_id(format!("{id}-s-{i}"));
-        js.send_publish(subject.clone(), p)
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
-    for _ in 0..SUSTAINED {
-        done_rx.recv().await.unwrap();
-    }
-    let per_sec = SUSTAINED as f64 / t.elapsed().as_secs_f64();
+    let result = measure(
+        "bare async-nats (same stream, fetch 1, double ack)",
+        |i| {
+            let (js, subject, id) = (js.clone(), subject.clone(), id.clone());
+            async move {
+                let p = jetstream::message::PublishMessage::build()
+                    .payload(vec![0u8; 256].into())
+                    .message_id(format!("{id}-{i}"));
+                js.send_publish(subject, p).await.unwrap().await.unwrap();
+            }
+        },
+        &mut done_rx,
+    )
+    .await;
     drop(done_rx);
     worker.abort();
-    let (p50_us, p99_us) = percentiles(lat);
-    Result {
-        name: "bare async-nats (same stream, fetch 1, double ack)".into(),
-        p50_us,
-        p99_us,
-        per_sec,
-    }
+    result
 }
 
 async fn bare_channel() -> Result {
@@ -178,30 +176,18 @@ async fn bare_channel() -> Result {
             }
         }
     });
-    let mut lat = Vec::with_capacity(ROUND_TRIPS);
-    for _ in 0..ROUND_TRIPS {
-        let t = Instant::now();
-        tx.send(vec![0; 256]).unwrap();
-        done_rx.recv().await.unwrap();
-        lat.push(t.elapsed());
-    }
-    let t = Instant::now();
-    for _ in 0..SUSTAINED {
-        tx.send(vec![0; 256]).unwrap();
-    }
-    for _ in 0..SUSTAINED {
-        done_rx.recv().await.unwrap();
-    }
-    let per_sec = SUSTAINED as f64 / t.elapsed().as_secs_f64();
+    let result = measure(
+        "bare tokio channel",
+        |_| {
+            tx.send(vec![0; 256]).unwrap();
+            async {}
+        },
+        &mut done_rx,
+    )
+    .await;
     drop(tx);
     worker.abort();
-    let (p50_us, p99_us) = percentiles(lat);
-    Result {
-        name: "bare tokio channel".into(),
-        p50_us,
-        p99_us,
-        per_sec,
-    }
+    result
 }
 
 #[tokio::main]

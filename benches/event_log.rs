@@ -219,27 +219,17 @@ async fn sqlite(rows: &mut Vec<Row>) {
     for pragma in tessera::store::sqlite::CONNECTION_PRAGMAS {
         sqlx::raw_sql(pragma).execute(&mut raw).await.unwrap();
     }
+    // The adapter's own INSERT text for SQLite.
+    let sql = &tessera::store::sqlite::SQL;
     let statement = |rows: usize| {
-        let mut sql = String::from(COLUMNS);
+        let mut text = String::from(sql.insert_prefix);
         for r in 0..rows {
             if r > 0 {
-                sql.push(',');
+                text.push(',');
             }
-            let p = r * 9;
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7,
-                p + 8,
-                p + 9
-            ));
+            text.push_str(&(sql.insert_row)(r * 9 + 1));
         }
-        sql
+        text
     };
     async fn insert(
         raw: &mut sqlx::SqliteConnection,

@@ -137,6 +137,12 @@ pub struct ServeArgs {
     pub shutdown_grace_secs: u64,
     #[command(flatten)]
     pub identity: IdentityArgs,
+    /// Object-storage bucket of every project's data (`s3_prefix` starts with it).
+    #[arg(long, env = "S3_BUCKET", default_value = "tessera")]
+    pub bucket: String,
+    /// Largest number of projects per user.
+    #[arg(long, env = "TESSERA_MAX_PROJECTS", default_value_t = 5)]
+    pub max_projects: usize,
     /// NATS server with JetStream for jobs (`nats://[user:pass@]host:4222`);
     /// absent: the in-process bus.
     #[arg(long, env = "NATS_URL", hide_env_values = true)]

@@ -5,6 +5,7 @@ pub mod bus;
 pub mod cli;
 pub mod http;
 pub mod identity;
+pub mod projects;
 pub mod relay;
 pub mod runner;
 pub mod serve;

@@ -218,6 +218,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         bus,
         metrics,
         identity,
+        projects: crate::projects::Projects::new(
+            store.clone(),
+            tessera_domain::project::ProjectLimits {
+                max_projects_per_user: args.max_projects,
+                ..Default::default()
+            },
+            args.bucket.clone(),
+        ),
         auth_limits: crate::http::auth::AuthLimits::new(
             args.identity.trusted_proxies.clone(),
             args.identity.auth_rate_per_ip,

@@ -100,7 +100,8 @@ async fn shipped_nats_conf_gives_each_user_its_job_and_no_more() {
         .publish("tessera.events.user.UserRegistered", "{}".into())
         .await
         .unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(5), events.next())
+    api.client().flush().await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(10), events.next())
         .await
         .unwrap()
         .unwrap();

@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod identity;
 pub mod mail;
+pub mod project;
 pub mod store;
 pub mod upcast;
 

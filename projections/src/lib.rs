@@ -15,6 +15,7 @@ use sqlx::AnyConnection;
 use tessera_domain::RecordedEvent;
 
 pub mod event_counts;
+pub mod projects;
 pub mod users;
 
 /// Why a projection could not apply an event.
@@ -49,7 +50,7 @@ pub trait Projection: Send + Sync {
 /// Projections written in the same transaction as the append: only those a
 /// command needs strongly consistent (uniqueness, credential lookups).
 pub fn inline() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(users::Users)]
+    vec![Arc::new(users::Users), Arc::new(projects::Projects)]
 }
 
 /// Projections that follow the log asynchronously, each with its own checkpoint.

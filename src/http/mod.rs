@@ -8,6 +8,7 @@ pub mod observe;
 pub mod ops;
 pub mod otp_api;
 pub mod platform_auth;
+pub mod projects;
 pub mod roles_api;
 pub mod users_api;
 
@@ -30,6 +31,7 @@ pub struct AppState {
     pub bus: Arc<dyn Bus>,
     pub metrics: PrometheusHandle,
     pub identity: Arc<Identity>,
+    pub projects: crate::projects::Projects,
     pub auth_limits: auth::AuthLimits,
 }
 
@@ -58,6 +60,8 @@ pub struct HttpLimits {
         otp_api::signup, otp_api::login, otp_api::req_reset_password, otp_api::reset_password,
         otp_api::req_otp_code, otp_api::verify_otp_code,
         roles_api::user_register, roles_api::merchant_register, roles_api::login, roles_api::logout,
+        projects::create, projects::list, projects::list_info, projects::info,
+        projects::update_info, projects::delete,
     ),
     components(schemas(ops::Readiness, ops::Check, platform_auth::Tokens, users_api::UsersEnvelope)),
     modifiers(&BearerAuth)
@@ -103,6 +107,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, limit
         )
         .service(Redoc::with_url("/docs", ApiDoc::openapi()))
         .configure(platform_auth::routes)
+        .configure(projects::routes)
         .configure(|c| users_api::routes(c, limits.max_body_bytes))
         .configure(|c| otp_api::routes(c, limits.max_body_bytes))
         .configure(|c| roles_api::routes(c, limits.max_body_bytes));

@@ -137,4 +137,19 @@ async fn bad_database_url_fails_at_start_without_a_panic() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("postgres:// or sqlite:"));
+
+    // An unreachable NATS is a clear start-up error too, with its password hidden.
+    let out = std::process::Command::new(common::binary())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("TESSERA_DATA_DIR", &dir)
+        .env("NATS_URL", "nats://api:s3cret@127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NATS at nats://api:***@127.0.0.1:1"), "{err}");
+    assert!(
+        !err.contains("s3cret") && !err.contains("panicked"),
+        "{err}"
+    );
 }

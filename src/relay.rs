@@ -61,18 +61,24 @@ pub async fn ensure_stream(js: &jetstream::Context) -> Result<(), String> {
 }
 
 async fn relay_batch(store: &SqlEventStore, js: &jetstream::Context) -> Result<usize, String> {
-    let mut tx = store.begin_write().await.map_err(|e| e.to_string())?;
-    let from = crate::runner::checkpoint(&mut tx, store.dialect().row_lock(), CHECKPOINT)
-        .await
-        .map_err(|e| e.to_string())?;
-    let events = store
-        .read_all_on(&mut tx, from, BATCH, true)
-        .await
-        .map_err(|e| e.to_string())?;
+    // No transaction is held while NATS answers (on SQLite that would hold the
+    // write lock and stall every append): read, publish, then advance the
+    // checkpoint. A relay that dies in between publishes the batch again and
+    // the stream's duplicate window drops the repeats.
+    let (from, events) = {
+        let mut conn = store.pool().acquire().await.map_err(|e| e.to_string())?;
+        let from = crate::runner::checkpoint(&mut conn, "", CHECKPOINT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let events = store
+            .read_all_on(&mut conn, from, BATCH, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        (from, events)
+    };
     let Some(last) = events.last().map(|e| e.log_position) else {
         return Ok(0);
     };
-    // Publish the batch, then wait for every acknowledgement.
     let mut acks = Vec::with_capacity(events.len());
     for e in &events {
         let publish = jetstream::message::PublishMessage::build()
@@ -87,10 +93,20 @@ async fn relay_batch(store: &SqlEventStore, js: &jetstream::Context) -> Result<u
     for ack in acks {
         ack.await.map_err(|e| e.to_string())?;
     }
-    crate::runner::save_checkpoint(&mut tx, CHECKPOINT, last)
-        .await
-        .map_err(|e| e.to_string())?;
-    tx.commit().await.map_err(|e| e.to_string())?;
+    // Only forward: a slower relay in another process never moves it back.
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, commit_id, position) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, position = excluded.position \
+         WHERE (projection_checkpoints.commit_id, projection_checkpoints.position) \
+               < (excluded.commit_id, excluded.position)",
+    )
+    .bind(CHECKPOINT)
+    .bind(last.commit)
+    .bind(last.position)
+    .execute(store.pool())
+    .await
+    .map_err(|e| e.to_string())?;
+    debug_assert!(from < last);
     Ok(events.len())
 }
 

@@ -9,4 +9,5 @@ pub mod projects;
 pub mod relay;
 pub mod runner;
 pub mod serve;
+pub mod service;
 pub mod store;

@@ -4,13 +4,13 @@
 use tessera_domain::project::{
     parse_description, Project, ProjectEvent, ProjectLimits, ProjectName, STREAM_TYPE,
 };
-use tessera_domain::{DomainError, EventStore, ExpectedVersion, NewEvent, StoreError, StreamRef};
+use tessera_domain::{DomainError, EventStore, ExpectedVersion, StoreError, StreamRef};
 use tessera_projections::projects::{self, ProjectRow};
 
-use crate::identity::{IdentityError, Principal};
+use crate::identity::{Principal, ServiceError};
 use crate::store::SqlEventStore;
 
-type Result<T> = std::result::Result<T, IdentityError>;
+type Result<T> = std::result::Result<T, ServiceError>;
 
 pub struct Projects {
     store: SqlEventStore,
@@ -18,18 +18,7 @@ pub struct Projects {
     bucket: String,
 }
 
-fn to_new(e: &ProjectEvent, actor: &str) -> Result<NewEvent> {
-    let v = serde_json::to_value(e).map_err(|e| IdentityError::Internal(e.to_string()))?;
-    let payload = v.get("payload").cloned().unwrap_or(serde_json::Value::Null);
-    Ok(
-        NewEvent::new(e.event_type(), 1, payload).with_metadata(tessera_domain::Metadata {
-            actor: Some(actor.to_owned()),
-            ..Default::default()
-        }),
-    )
-}
-
-fn duplicate(e: StoreError) -> IdentityError {
+fn duplicate(e: StoreError) -> ServiceError {
     match e {
         StoreError::Duplicate { constraint } if constraint.contains(projects::NAME_TAKEN) || constraint.contains("projects.owner") => {
             DomainError::Conflict(
@@ -106,7 +95,11 @@ impl Projects {
             .append(
                 &StreamRef::new(STREAM_TYPE, &project_id),
                 ExpectedVersion::NoStream,
-                vec![to_new(&event, &who.user_id)?],
+                vec![crate::service::encode(
+                    &event,
+                    event.event_type(),
+                    &who.user_id,
+                )?],
             )
             .await
             .map_err(duplicate)?;
@@ -133,7 +126,7 @@ impl Projects {
                 .iter()
                 .map(tessera_projections::decode::<ProjectEvent>)
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| IdentityError::Internal(e.to_string()))?;
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
             let project = Project::fold(&events)
                 .filter(|p| p.owner == who.user_id && !p.deleted)
                 .ok_or_else(|| DomainError::NotFound("project not found".into()))?;
@@ -143,7 +136,7 @@ impl Projects {
             }
             let stored = new
                 .iter()
-                .map(|e| to_new(e, &who.user_id))
+                .map(|e| crate::service::encode(e, e.event_type(), &who.user_id))
                 .collect::<Result<Vec<_>>>()?;
             match self
                 .store
@@ -157,7 +150,7 @@ impl Projects {
                 Ok(_) => {
                     let all: Vec<_> = events.iter().chain(new.iter()).cloned().collect();
                     return Project::fold(&all)
-                        .ok_or_else(|| IdentityError::Internal("fold failed".into()));
+                        .ok_or_else(|| ServiceError::Internal("fold failed".into()));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(duplicate(e)),

@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use tessera_domain::{DomainError, StoreError};
 
-use crate::identity::IdentityError;
+use crate::identity::ServiceError;
 
 use super::envelope::Envelope;
 
@@ -112,12 +112,12 @@ impl From<DomainError> for ApiError {
     }
 }
 
-impl From<IdentityError> for ApiError {
-    fn from(e: IdentityError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            IdentityError::Domain(d) => d.into(),
-            IdentityError::Store(s) => s.into(),
-            e @ IdentityError::Internal(_) => ApiError::internal(e),
+            ServiceError::Domain(d) => d.into(),
+            ServiceError::Store(s) => s.into(),
+            e @ ServiceError::Internal(_) => ApiError::internal(e),
         }
     }
 }

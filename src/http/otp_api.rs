@@ -14,7 +14,7 @@ use tessera_domain::identity::{CodePurpose, Role};
 use utoipa::ToSchema;
 
 use super::{ApiError, AppState};
-use crate::identity::{IdentityError, TokenUse};
+use crate::identity::{ServiceError, TokenUse};
 
 fn msg(status: StatusCode, body: Value) -> HttpResponse {
     HttpResponse::build(status).json(body)
@@ -288,7 +288,7 @@ pub async fn verify_otp_code(
             StatusCode::OK,
             json!({"msg": "OTP Code Verified", "verified": true}),
         ),
-        Err(IdentityError::Domain(e)) => {
+        Err(ServiceError::Domain(e)) => {
             let status = actix_web::ResponseError::status_code(&ApiError::from(e.clone()));
             msg(status, json!({"msg": e.to_string(), "verified": false}))
         }

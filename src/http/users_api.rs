@@ -84,7 +84,7 @@ pub async fn create(
                 )
                 .await
                 .map_err(|e| match e {
-                    crate::identity::IdentityError::Domain(
+                    crate::identity::ServiceError::Domain(
                         tessera_domain::DomainError::UsernameExists(_),
                     ) => ApiError::Conflict("username already exist".into()),
                     other => other.into(),
@@ -114,7 +114,7 @@ pub async fn login(
                 .login(&body.username, &body.password)
                 .await
                 .map_err(|e| match e {
-                    crate::identity::IdentityError::Domain(
+                    crate::identity::ServiceError::Domain(
                         tessera_domain::DomainError::NotAuthorized(_),
                     ) => ApiError::Unauthorized("username and password not match".into()),
                     other => other.into(),
@@ -169,9 +169,9 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
             "successfully refresh access_token",
             json!({"access_token": o.access_token, "refresh_token": o.refresh_token}),
         ),
-        Err(crate::identity::IdentityError::Domain(
-            tessera_domain::DomainError::NotAuthorized(_),
-        )) => reply(
+        Err(crate::identity::ServiceError::Domain(tessera_domain::DomainError::NotAuthorized(
+            _,
+        ))) => reply(
             StatusCode::UNAUTHORIZED,
             "please provided a valid refresh_token!",
             Value::Null,
@@ -243,7 +243,7 @@ pub async fn update_password(
     };
     match state.identity.reset_with_token(token, &body.password).await {
         Ok(()) => reply(StatusCode::OK, "password successfully updated", Value::Null),
-        Err(crate::identity::IdentityError::Domain(
+        Err(crate::identity::ServiceError::Domain(
             tessera_domain::DomainError::CodeMismatch
             | tessera_domain::DomainError::ExpiredCode
             | tessera_domain::DomainError::NotFound(_),

@@ -9,5 +9,6 @@ pub mod secrets;
 pub mod service;
 pub mod tokens;
 
-pub use service::{Identity, IdentityConfig, IdentityError, LoginOutcome};
+pub use crate::service::ServiceError;
+pub use service::{Identity, IdentityConfig, LoginOutcome};
 pub use tokens::{Principal, TokenUse};

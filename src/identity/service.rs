@@ -10,42 +10,17 @@ use tessera_domain::identity::{
     STREAM_TYPE,
 };
 use tessera_domain::mail::{Mailer, OutgoingMail};
-use tessera_domain::{DomainError, EventStore, ExpectedVersion, NewEvent, StoreError, StreamRef};
+use tessera_domain::{DomainError, EventStore, ExpectedVersion, StoreError, StreamRef};
 use tessera_projections::users::{self, UserRow};
 
 use super::credentials::{CredentialIssuer, StorageCredentials};
 use super::passwords;
 use super::secrets::{keyed_hash, Secrets};
-use super::tokens::{refresh_parts, Principal, TokenError, TokenKeys, TokenUse, TOKEN_TTL_SECS};
+use super::tokens::{refresh_parts, Principal, TokenKeys, TokenUse, TOKEN_TTL_SECS};
+use crate::service::ServiceError;
 use crate::store::SqlEventStore;
 
-#[derive(Debug, thiserror::Error)]
-pub enum IdentityError {
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("identity internal error: {0}")]
-    Internal(String),
-}
-
-impl From<TokenError> for IdentityError {
-    fn from(e: TokenError) -> Self {
-        IdentityError::Domain(DomainError::NotAuthorized(match e {
-            TokenError::Expired => "Access Token has expired".into(),
-            TokenError::WrongUse => "Invalid token type".into(),
-            TokenError::Invalid(_) => "Invalid Access Token".into(),
-        }))
-    }
-}
-
-impl From<sqlx::Error> for IdentityError {
-    fn from(e: sqlx::Error) -> Self {
-        IdentityError::Store(StoreError::Backend(e.to_string()))
-    }
-}
-
-type Result<T> = std::result::Result<T, IdentityError>;
+type Result<T> = std::result::Result<T, ServiceError>;
 
 #[derive(Debug, Clone)]
 pub struct IdentityConfig {
@@ -95,18 +70,7 @@ fn new_id() -> String {
 }
 
 fn decode(e: &tessera_domain::RecordedEvent) -> Result<UserEvent> {
-    tessera_projections::decode::<UserEvent>(e).map_err(|e| IdentityError::Internal(e.to_string()))
-}
-
-fn to_new(e: &UserEvent, actor: &str) -> Result<NewEvent> {
-    let v = serde_json::to_value(e).map_err(|e| IdentityError::Internal(e.to_string()))?;
-    let payload = v.get("payload").cloned().unwrap_or(serde_json::Value::Null);
-    Ok(
-        NewEvent::new(e.event_type(), 1, payload).with_metadata(tessera_domain::Metadata {
-            actor: Some(actor.to_owned()),
-            ..Default::default()
-        }),
-    )
+    tessera_projections::decode::<UserEvent>(e).map_err(|e| ServiceError::Internal(e.to_string()))
 }
 
 impl Identity {
@@ -175,7 +139,7 @@ impl Identity {
                 let events = d
                     .events
                     .iter()
-                    .map(|e| to_new(e, user_id))
+                    .map(|e| crate::service::encode(e, e.event_type(), user_id))
                     .collect::<Result<Vec<_>>>()?;
                 match self
                     .store
@@ -261,7 +225,7 @@ impl Identity {
         let password = Password::parse(password)?;
         let password_hash = passwords::hash(password.expose().to_owned())
             .await
-            .map_err(|e| IdentityError::Internal(e.to_string()))?;
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let user_id = new_id();
         let at = now();
         let mut events = vec![UserEvent::UserRegistered {
@@ -285,7 +249,7 @@ impl Identity {
         }
         let new = events
             .iter()
-            .map(|e| to_new(e, &user_id))
+            .map(|e| crate::service::encode(e, e.event_type(), &user_id))
             .collect::<Result<Vec<_>>>()?;
         match self
             .store
@@ -321,7 +285,7 @@ impl Identity {
             )
             .await;
         }
-        User::fold(&events).ok_or_else(|| IdentityError::Internal("fold failed".into()))
+        User::fold(&events).ok_or_else(|| ServiceError::Internal("fold failed".into()))
     }
 
     /// Confirms a sign-up with the mailed code.
@@ -353,7 +317,7 @@ impl Identity {
         {
             Ok(u) => u,
             // Already confirmed: nothing to send, and nothing to reveal.
-            Err(IdentityError::Domain(DomainError::Invalid(_))) => return Ok(None),
+            Err(ServiceError::Domain(DomainError::Invalid(_))) => return Ok(None),
             Err(e) => return Err(e),
         };
         let (subject, what, minutes) = match purpose {
@@ -456,7 +420,7 @@ impl Identity {
     /// session. `username`, when given, must own the token.
     pub async fn refresh(&self, username: Option<&str>, token: &str) -> Result<LoginOutcome> {
         let invalid =
-            || IdentityError::Domain(DomainError::NotAuthorized("Invalid Refresh Token".into()));
+            || ServiceError::Domain(DomainError::NotAuthorized("Invalid Refresh Token".into()));
         let (user_id, session) = refresh_parts(token).ok_or_else(invalid)?;
         let (user_id, session) = (user_id.to_owned(), session.to_owned());
         if let Some(name) = username.filter(|n| !n.is_empty()) {
@@ -480,9 +444,9 @@ impl Identity {
     pub async fn login_google(&self, id_token: &str) -> Result<LoginOutcome> {
         let claims = self.google.verify(id_token).await.map_err(|e| match e {
             super::google::GoogleError::Invalid(_) => {
-                IdentityError::Domain(DomainError::NotAuthorized("Invalid Google ID token".into()))
+                ServiceError::Domain(DomainError::NotAuthorized("Invalid Google ID token".into()))
             }
-            other => IdentityError::Internal(other.to_string()),
+            other => ServiceError::Internal(other.to_string()),
         })?;
         let email = Email::parse(&claims.email)?;
         let user_id = match self.find(email.as_str()).await? {
@@ -505,10 +469,10 @@ impl Identity {
                 {
                     Ok(u) => u.user_id,
                     // A concurrent first sign-in won the race: use its account.
-                    Err(IdentityError::Domain(DomainError::UsernameExists(_))) => {
+                    Err(ServiceError::Domain(DomainError::UsernameExists(_))) => {
                         self.find(email.as_str())
                             .await?
-                            .ok_or_else(|| IdentityError::Internal("account vanished".into()))?
+                            .ok_or_else(|| ServiceError::Internal("account vanished".into()))?
                             .user_id
                     }
                     Err(e) => return Err(e),
@@ -553,7 +517,7 @@ impl Identity {
         let presented = self.code_hash(user_id, CodePurpose::Reset, code);
         let hash = passwords::hash(password.expose().to_owned())
             .await
-            .map_err(|e| IdentityError::Internal(e.to_string()))?;
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let t = now();
         self.execute(user_id, |u| {
             u.reset_password(challenge, &presented, &hash, t)
@@ -667,9 +631,9 @@ fn reset_token_parts(token: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// A token naming no user is just an invalid token.
-fn not_found_as_expired(e: IdentityError) -> IdentityError {
+fn not_found_as_expired(e: ServiceError) -> ServiceError {
     match e {
-        IdentityError::Domain(DomainError::NotFound(_)) => DomainError::ExpiredCode.into(),
+        ServiceError::Domain(DomainError::NotFound(_)) => DomainError::ExpiredCode.into(),
         other => other,
     }
 }

@@ -1,0 +1,53 @@
+//! What the command handlers (identity, projects, …) share: their error type
+//! and the encoding of an aggregate's event for the log.
+
+use serde::Serialize;
+use tessera_domain::{DomainError, Metadata, NewEvent, StoreError};
+
+use crate::identity::tokens::TokenError;
+
+/// The error of every command handler: a refusal in the domain's words, a
+/// store failure, or a bug.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<TokenError> for ServiceError {
+    fn from(e: TokenError) -> Self {
+        ServiceError::Domain(DomainError::NotAuthorized(match e {
+            TokenError::Expired => "Access Token has expired".into(),
+            TokenError::WrongUse => "Invalid token type".into(),
+            TokenError::Invalid(_) => "Invalid Access Token".into(),
+        }))
+    }
+}
+
+impl From<sqlx::Error> for ServiceError {
+    fn from(e: sqlx::Error) -> Self {
+        ServiceError::Store(StoreError::Backend(e.to_string()))
+    }
+}
+
+/// An aggregate event (an enum tagged `event_type` / `payload`) as a
+/// [`NewEvent`] recorded as done by `actor`. [`tessera_projections::decode`]
+/// is the way back.
+pub fn encode<E: Serialize>(
+    event: &E,
+    event_type: &str,
+    actor: &str,
+) -> Result<NewEvent, ServiceError> {
+    let v = serde_json::to_value(event).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let payload = v.get("payload").cloned().unwrap_or(serde_json::Value::Null);
+    Ok(
+        NewEvent::new(event_type, 1, payload).with_metadata(Metadata {
+            actor: Some(actor.to_owned()),
+            ..Default::default()
+        }),
+    )
+}

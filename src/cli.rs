@@ -137,16 +137,44 @@ pub struct ServeArgs {
     pub shutdown_grace_secs: u64,
     #[command(flatten)]
     pub identity: IdentityArgs,
-    /// Object-storage bucket of every project's data (`s3_prefix` starts with it).
-    #[arg(long, env = "S3_BUCKET", default_value = "tessera")]
-    pub bucket: String,
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// Largest number of projects per user.
     #[arg(long, env = "TESSERA_MAX_PROJECTS", default_value_t = 5)]
     pub max_projects: usize,
+    /// Largest number of original images per project.
+    #[arg(long, env = "TESSERA_MAX_ORIGINALS", default_value_t = 1000)]
+    pub max_originals: u64,
+    /// Largest uploaded image, in bytes.
+    #[arg(long, env = "TESSERA_MAX_UPLOAD_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
     /// NATS server with JetStream for jobs (`nats://[user:pass@]host:4222`);
     /// absent: the in-process bus.
     #[arg(long, env = "NATS_URL", hide_env_values = true)]
     pub nats_url: Option<String>,
+}
+
+/// Object storage: an external S3 (`S3_ENDPOINT` and keys) or, by default, the
+/// embedded endpoint over `<data dir>/objects`.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Bucket of every project's data (`s3_prefix` starts with it).
+    #[arg(long, env = "S3_BUCKET", default_value = "tessera")]
+    pub bucket: String,
+    /// An external S3 endpoint (MinIO, AWS S3, ...); absent: the embedded one.
+    #[arg(long, env = "S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// The server's key pair at the external endpoint.
+    #[arg(long, env = "S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key: Option<String>,
+    #[arg(long, env = "S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
+    /// Address of the embedded S3 endpoint (port 0 picks one; the bound address
+    /// is written to `<data dir>/s3.addr`).
+    #[arg(long, env = "TESSERA_S3_LISTEN", default_value = "127.0.0.1:9000")]
+    pub s3_listen: String,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -10,10 +10,12 @@ use tessera_domain::bus::Bus;
 use tokio::sync::watch;
 
 use crate::bus::MemoryBus;
-use crate::cli::{IdentityArgs, ServeArgs, StoreArgs};
+use crate::cli::{IdentityArgs, ServeArgs, StorageArgs, StoreArgs};
 use crate::http::{self, AppState, HttpLimits};
 use crate::identity::{self, Identity, IdentityConfig};
 use crate::runner;
+use crate::storage::embedded::ServerKey;
+use crate::storage::{ObjectStore, StorageConfig};
 use crate::store::{postgres, Dialect, SqlEventStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,81 @@ pub enum ServeError {
     Mail(String),
     #[error("message bus: {0}")]
     Bus(String),
+    #[error(transparent)]
+    Embedded(#[from] crate::storage::embedded::EmbeddedError),
+    #[error("object storage: {0}")]
+    Storage(String),
+}
+
+/// The embedded endpoint's key pair for the server itself, derived from the
+/// master secret, so every process of one data dir (API, workers) shares it.
+pub fn embedded_server_key(secrets: &identity::secrets::Secrets) -> ServerKey {
+    ServerKey {
+        access_key: "tessera-server".into(),
+        secret_key: hex::encode(secrets.derive("embedded-s3-server")),
+    }
+}
+
+/// Connects object storage: the external S3 when `S3_ENDPOINT` is set, else
+/// the embedded endpoint (started here, stopped by `shutdown`).
+pub async fn build_storage(
+    args: &StorageArgs,
+    data_dir: &std::path::Path,
+    secrets: &identity::secrets::Secrets,
+    identity: Arc<Identity>,
+    max_put_bytes: u64,
+    shutdown: watch::Receiver<bool>,
+    background: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<ObjectStore, ServeError> {
+    let config = match args.s3_endpoint.as_deref().filter(|e| !e.is_empty()) {
+        Some(endpoint) => {
+            let (Some(access_key), Some(secret_key)) =
+                (args.s3_access_key.clone(), args.s3_secret_key.clone())
+            else {
+                return Err(ServeError::Storage(
+                    "S3_ENDPOINT needs S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY".into(),
+                ));
+            };
+            StorageConfig {
+                endpoint: endpoint.to_owned(),
+                bucket: args.bucket.clone(),
+                region: args.s3_region.clone(),
+                access_key,
+                secret_key,
+            }
+        }
+        None => {
+            let server = embedded_server_key(secrets);
+            let (addr, serve) = crate::storage::embedded::bind(
+                crate::storage::embedded::EmbeddedConfig {
+                    root: &data_dir.join("objects"),
+                    listen: &args.s3_listen,
+                    bucket: &args.bucket,
+                    server: server.clone(),
+                    max_put_bytes,
+                },
+                identity,
+                shutdown,
+            )
+            .await?;
+            background.push(tokio::spawn(serve));
+            let _ = std::fs::write(data_dir.join("s3.addr"), addr.to_string());
+            tracing::info!(%addr, "embedded S3 endpoint listening");
+            StorageConfig {
+                endpoint: format!("http://{addr}"),
+                bucket: args.bucket.clone(),
+                region: args.s3_region.clone(),
+                access_key: server.access_key,
+                secret_key: server.secret_key,
+            }
+        }
+    };
+    let objects = ObjectStore::new(&config);
+    objects.ensure_bucket().await.map_err(|e| {
+        ServeError::Storage(format!("{} at {}: {e}", config.bucket, config.endpoint))
+    })?;
+    tracing::info!(endpoint = %config.endpoint, bucket = %config.bucket, "object storage ready");
+    Ok(objects)
 }
 
 /// The invitation mail unless `TESSERA_INVITE_TEMPLATE_FILE` says otherwise.
@@ -170,9 +247,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                 ServeError::Bus(format!("NATS at {}: {e}", crate::store::redact(url)))
             })?;
             tracing::info!("job bus: NATS JetStream; relaying events to tessera.events.>");
-            background.push(tokio::spawn(crate::relay::run(
+            let relay = crate::relay::Relay::new(bus.client().clone())
+                .await
+                .map_err(|e| ServeError::Bus(format!("events stream: {e}")))?;
+            background.push(tokio::spawn(crate::reactor::run(
                 store.clone(),
-                bus.client().clone(),
+                Arc::new(relay),
                 store.appended(),
                 stop_rx.clone(),
             )));
@@ -207,6 +287,26 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         source,
     })?;
     let identity = Arc::new(build_identity(&args.identity, &args.store, &store, bound)?);
+    let secrets = identity::secrets::Secrets::load(args.identity.secret.as_deref(), data_dir)?;
+    let objects = build_storage(
+        &args.storage,
+        data_dir,
+        &secrets,
+        identity.clone(),
+        args.max_upload_bytes,
+        stop_rx.clone(),
+        &mut background,
+    )
+    .await?;
+    background.push(tokio::spawn(crate::reactor::run(
+        store.clone(),
+        Arc::new(crate::projects::janitor::Janitor {
+            store: store.clone(),
+            objects: objects.clone(),
+        }),
+        store.appended(),
+        stop_rx.clone(),
+    )));
     background.push(tokio::spawn(follow_sign_outs(
         store.clone(),
         identity.clone(),
@@ -222,9 +322,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             store.clone(),
             tessera_domain::project::ProjectLimits {
                 max_projects_per_user: args.max_projects,
+                max_originals_per_project: args.max_originals,
+                max_upload_bytes: args.max_upload_bytes,
                 ..Default::default()
             },
-            args.bucket.clone(),
+            objects,
         ),
         auth_limits: crate::http::auth::AuthLimits::new(
             args.identity.trusted_proxies.clone(),

@@ -51,3 +51,37 @@ pub fn encode<E: Serialize>(
         }),
     )
 }
+
+/// How often a command re-decides after losing a race for its stream.
+const ATTEMPTS: usize = 8;
+
+/// Decides from the current state (read models, guarded by the stream's
+/// version) and appends, re-deciding when another writer got there first.
+/// `decide` gets the version it decides at; no events means nothing to do.
+pub async fn decide_and_append<F, Fut>(
+    store: &crate::store::SqlEventStore,
+    stream: &tessera_domain::StreamRef,
+    mut decide: F,
+) -> Result<Vec<tessera_domain::RecordedEvent>, ServiceError>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<NewEvent>, ServiceError>>,
+{
+    use tessera_domain::{EventStore, ExpectedVersion};
+    for _ in 0..ATTEMPTS {
+        let version = store.stream_version(&stream.stream_id).await?;
+        let events = decide(version).await?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        match store
+            .append(stream, ExpectedVersion::Exact(version), events)
+            .await
+        {
+            Ok(outcome) => return Ok(outcome.events),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(DomainError::TooManyRequests("Too many concurrent changes; retry.".into()).into())
+}

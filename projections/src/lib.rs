@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use sqlx::AnyConnection;
 use tessera_domain::RecordedEvent;
 
+pub mod data_items;
 pub mod event_counts;
 pub mod projects;
 pub mod users;
@@ -50,7 +51,11 @@ pub trait Projection: Send + Sync {
 /// Projections written in the same transaction as the append: only those a
 /// command needs strongly consistent (uniqueness, credential lookups).
 pub fn inline() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(users::Users), Arc::new(projects::Projects)]
+    vec![
+        Arc::new(users::Users),
+        Arc::new(projects::Projects),
+        Arc::new(data_items::DataItems),
+    ]
 }
 
 /// Projections that follow the log asynchronously, each with its own checkpoint.

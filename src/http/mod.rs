@@ -61,7 +61,9 @@ pub struct HttpLimits {
         otp_api::req_otp_code, otp_api::verify_otp_code,
         roles_api::user_register, roles_api::merchant_register, roles_api::login, roles_api::logout,
         projects::create, projects::list, projects::list_info, projects::info,
-        projects::update_info, projects::delete,
+        projects::update_info, projects::delete, projects::create_sample,
+        projects::upload_check, projects::upload_urls, projects::upload_update,
+        projects::delete_images, projects::list_data,
     ),
     components(schemas(ops::Readiness, ops::Check, platform_auth::Tokens, users_api::UsersEnvelope)),
     modifiers(&BearerAuth)

@@ -62,15 +62,25 @@ impl CredentialIssuer {
         let body = B64.encode(serde_json::to_vec(&grant).unwrap_or_default());
         let sig = keyed_hash(&self.key, &body);
         StorageCredentials {
-            secret_key: self.secret_for(&ak, exp),
+            secret_key: self.secret(&ak),
             access_key: ak,
             session_key: format!("{body}.{sig}"),
             expires_at: exp,
         }
     }
 
-    fn secret_for(&self, ak: &str, exp: i64) -> String {
-        keyed_hash(&self.key, &format!("secret:{ak}:{exp}"))
+    fn secret(&self, ak: &str) -> String {
+        keyed_hash(&self.key, &format!("secret:{ak}"))
+    }
+
+    /// The secret key of an access key we issued (the signature check needs
+    /// it before the security token is looked at); `None` for foreign keys.
+    /// The key alone grants nothing: [`Self::verify`] must accept the session
+    /// key too.
+    pub fn secret_for(&self, access_key: &str) -> Option<String> {
+        let hex = access_key.strip_prefix("TSK")?;
+        (hex.len() == 20 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| self.secret(access_key))
     }
 
     /// Checks a session key for `access_key` at time `now`; returns the grant and
@@ -84,7 +94,7 @@ impl CredentialIssuer {
         if grant.ak != access_key || grant.exp <= now {
             return None;
         }
-        let secret = self.secret_for(&grant.ak, grant.exp);
+        let secret = self.secret(&grant.ak);
         Some((grant, secret))
     }
 }
@@ -102,6 +112,8 @@ mod tests {
         let (grant, secret) = issuer.verify(&c.access_key, &c.session_key, 999).unwrap();
         assert_eq!(grant.identity_id, "us-east-2:abc");
         assert_eq!(secret, c.secret_key);
+        assert_eq!(issuer.secret_for(&c.access_key), Some(c.secret_key.clone()));
+        assert_eq!(issuer.secret_for("AKIAEXAMPLE"), None);
         assert!(
             issuer.verify(&c.access_key, &c.session_key, 1000).is_none(),
             "expired"

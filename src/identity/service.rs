@@ -571,27 +571,31 @@ impl Identity {
 
     /// Checks a bearer token and that its session is still active. One HMAC and
     /// a cache look-up; the user's stream is read only for a session not seen yet.
+    /// Whether login session `sid` of `user_id` is alive (cached per process;
+    /// sign-outs clear the cache).
+    pub async fn session_active(&self, user_id: &str, sid: &str) -> Result<bool> {
+        let cached = match self.sessions.read() {
+            Ok(c) => c.get(sid).copied(),
+            Err(p) => p.into_inner().get(sid).copied(),
+        };
+        if let Some(active) = cached {
+            return Ok(active);
+        }
+        let active = self
+            .load(user_id)
+            .await?
+            .is_some_and(|(u, _)| u.session_active(sid));
+        let mut cache = match self.sessions.write() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        cache.insert(sid.to_owned(), active);
+        Ok(active)
+    }
+
     pub async fn authenticate(&self, token: &str, expected: TokenUse) -> Result<Principal> {
         let claims = self.tokens.verify(token, expected)?;
-        let cached = match self.sessions.read() {
-            Ok(c) => c.get(&claims.sid).copied(),
-            Err(p) => p.into_inner().get(&claims.sid).copied(),
-        };
-        let active = match cached {
-            Some(a) => a,
-            None => {
-                let active = self
-                    .load(&claims.sub)
-                    .await?
-                    .is_some_and(|(u, _)| u.session_active(&claims.sid));
-                let mut cache = match self.sessions.write() {
-                    Ok(c) => c,
-                    Err(p) => p.into_inner(),
-                };
-                cache.insert(claims.sid.clone(), active);
-                active
-            }
-        };
+        let active = self.session_active(&claims.sub, &claims.sid).await?;
         if !active {
             return Err(DomainError::NotAuthorized("Access Token has been revoked".into()).into());
         }

@@ -234,6 +234,18 @@ impl SqlEventStore {
     }
 
     /// Checks the database answers.
+    /// The version of one stream (0 when it has no events): the guard a
+    /// command that decides from read models appends with.
+    pub async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream_id = $1",
+        )
+        .bind(stream_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -126,6 +126,7 @@ impl Server {
             .arg(&data_dir)
             .env("DATABASE_URL", &database_url)
             .env("TESSERA_HTTP_WORKERS", "2")
+            .env("TESSERA_S3_LISTEN", "127.0.0.1:0")
             .env("TESSERA_AUTH_RATE_PER_IP", "100000")
             .env("TESSERA_AUTH_RATE_PER_ACCOUNT", "100000")
             .env("RUST_LOG", "info")
@@ -169,6 +170,12 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         server
+    }
+
+    /// The embedded S3 endpoint of this server.
+    pub fn s3_endpoint(&self) -> String {
+        let addr = std::fs::read_to_string(self.data_dir.join("s3.addr")).unwrap();
+        format!("http://{addr}")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -290,4 +297,54 @@ fn decode_quoted_printable(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An S3 client at `endpoint` with the given keys (and session token).
+pub fn s3_client(
+    endpoint: &str,
+    access_key: &str,
+    secret_key: &str,
+    token: Option<&str>,
+) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            access_key,
+            secret_key,
+            token.map(str::to_owned),
+            None,
+            "test",
+        ))
+        .force_path_style(true)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// A client with the temporary credentials of a login response.
+pub fn user_s3(server: &Server, login: &serde_json::Value) -> aws_sdk_s3::Client {
+    s3_client(
+        &server.s3_endpoint(),
+        login["access_key"].as_str().unwrap(),
+        login["secret_key"].as_str().unwrap(),
+        login["session_key"].as_str(),
+    )
+}
+
+/// A small real PNG, distinct per `seed`.
+pub fn png(seed: u32, width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([
+            (x.wrapping_mul(7).wrapping_add(seed)) as u8,
+            (y.wrapping_mul(3).wrapping_add(seed * 5)) as u8,
+            (seed.wrapping_mul(11)) as u8,
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
 }

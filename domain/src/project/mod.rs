@@ -1,5 +1,7 @@
 //! The `Project` aggregate: a named dataset owned by one user.
 
+pub mod data;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::DomainError;
@@ -12,6 +14,11 @@ pub struct ProjectLimits {
     pub max_name_chars: usize,
     pub max_description_chars: usize,
     pub max_projects_per_user: usize,
+    pub max_originals_per_project: u64,
+    /// Largest uploaded image, in bytes.
+    pub max_upload_bytes: u64,
+    /// Most items in one `upload_update` / `delete_images` / `list_data` page.
+    pub max_batch: usize,
 }
 
 impl Default for ProjectLimits {
@@ -20,6 +27,9 @@ impl Default for ProjectLimits {
             max_name_chars: 75,
             max_description_chars: 300,
             max_projects_per_user: 5,
+            max_originals_per_project: 1000,
+            max_upload_bytes: 5 * 1024 * 1024,
+            max_batch: 500,
         }
     }
 }

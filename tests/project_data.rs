@@ -1,0 +1,636 @@
+//! Data items over HTTP and S3, on every database backend and every object
+//! store: the embedded endpoint and, when `TESSERA_TEST_S3_URL` names one (CI
+//! starts moto's server), a second S3 implementation. Uploads go straight to
+//! storage with the login credentials (embedded) and with presigned URLs, then
+//! `upload_update`; reads come back through `list_info`, `info`, `upload_check`
+//! and a paginated `list_data`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "a long and unusual passphrase";
+
+async fn call(server: &common::Server, path: &str, body: Value) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+#[derive(Clone)]
+enum Storage {
+    Embedded,
+    External(String),
+}
+
+fn storages() -> Vec<Storage> {
+    let mut all = vec![Storage::Embedded];
+    match std::env::var("TESSERA_TEST_S3_URL") {
+        Ok(url) if !url.is_empty() => all.push(Storage::External(url)),
+        _ if common::require_services() => {
+            panic!("TESSERA_TEST_REQUIRE_SERVICES is set but TESSERA_TEST_S3_URL is not")
+        }
+        _ => eprintln!("note: TESSERA_TEST_S3_URL unset; second S3 implementation skipped"),
+    }
+    all
+}
+
+struct Env {
+    server: common::Server,
+    storage: Storage,
+    bucket: String,
+}
+
+impl Env {
+    async fn start(backend: &common::Backend, storage: &Storage, extra: &[(&str, &str)]) -> Env {
+        let bucket = format!("t{}", uuid::Uuid::new_v4().simple());
+        let mut env: Vec<(&str, &str)> = extra.to_vec();
+        env.push(("S3_BUCKET", &bucket));
+        if let Storage::External(url) = storage {
+            env.push(("S3_ENDPOINT", url));
+            env.push(("S3_ACCESS_KEY_ID", "test"));
+            env.push(("S3_SECRET_ACCESS_KEY", "test"));
+        }
+        let server = common::Server::start_with(backend, &env).await;
+        Env {
+            server,
+            storage: storage.clone(),
+            bucket,
+        }
+    }
+
+    /// A client that can look at `login`'s objects.
+    fn inspector(&self, login: &Value) -> aws_sdk_s3::Client {
+        match &self.storage {
+            Storage::Embedded => common::user_s3(&self.server, login),
+            Storage::External(url) => common::s3_client(url, "test", "test", None),
+        }
+    }
+
+    async fn exists(&self, login: &Value, key: &str) -> bool {
+        let key = key.strip_prefix(&format!("{}/", self.bucket)).unwrap();
+        self.inspector(login)
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .is_ok()
+    }
+
+    async fn count_under(&self, login: &Value, prefix: &str) -> usize {
+        let prefix = prefix.strip_prefix(&format!("{}/", self.bucket)).unwrap();
+        let mut n = 0;
+        let mut pages = self
+            .inspector(login)
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(format!("{prefix}/"))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            n += page.unwrap().contents().len();
+        }
+        n
+    }
+}
+
+/// PUTs each `(filename, bytes)` through presigned URLs from `upload_urls`.
+async fn put_presigned(
+    server: &common::Server,
+    token: &str,
+    project_id: &str,
+    files: &[(String, Vec<u8>)],
+) {
+    let http = reqwest::Client::new();
+    for chunk in files.chunks(500) {
+        let names: Vec<&str> = chunk.iter().map(|(n, _)| n.as_str()).collect();
+        let (s, body) = call(
+            server,
+            "/projects/upload_urls",
+            json!({"id_token": token, "project_id": project_id, "ls_filename": names}),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        let urls: Vec<String> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["url"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(urls.len(), chunk.len());
+        futures::stream::iter(urls.into_iter().zip(chunk))
+            .map(|(url, (_, bytes))| {
+                let http = http.clone();
+                async move {
+                    let r = http.put(url).body(bytes.clone()).send().await.unwrap();
+                    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+    }
+}
+
+fn infos(prefix: &str, files: &[(String, Vec<u8>)]) -> Vec<Value> {
+    files
+        .iter()
+        .map(|(name, bytes)| {
+            json!({"s3_key": format!("{prefix}/{name}"), "filename": name, "hash": "h", "size": bytes.len(), "is_ori": true})
+        })
+        .collect()
+}
+
+async fn originals(server: &common::Server, token: &str, name: &str) -> (i64, i64) {
+    let (s, body) = call(
+        server,
+        "/projects/info",
+        json!({"id_token": token, "project_name": name}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let g = &body["data"]["groups"]["ORIGINAL"];
+    (
+        g["count"].as_i64().unwrap_or(0),
+        g["size"].as_i64().unwrap_or(0),
+    )
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < Duration::from_secs(30), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_listing_and_deletes_over_http_and_s3() {
+    for backend in common::backends() {
+        for storage in storages() {
+            let label = match &storage {
+                Storage::Embedded => "embedded S3".to_owned(),
+                Storage::External(u) => format!("S3 at {u}"),
+            };
+            eprintln!("project data on {} with {label}", backend.name());
+            run_workflow(&backend, &storage).await;
+        }
+    }
+}
+
+async fn run_workflow(backend: &common::Backend, storage: &Storage) {
+    let env = Env::start(backend, storage, &[("TESSERA_MAX_ORIGINALS", "2000")]).await;
+    let server = &env.server;
+    let alice = common::signed_up_user(server, "alice", PASSWORD).await;
+    let bob = common::signed_up_user(server, "bob", PASSWORD).await;
+    let a = alice["id_token"].as_str().unwrap().to_owned();
+    let b = bob["id_token"].as_str().unwrap().to_owned();
+
+    let (s, body) = call(
+        server,
+        "/projects/create",
+        json!({"id_token": a, "project_name": "cats"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let pid = body["data"]["project_id"].as_str().unwrap().to_owned();
+    let prefix = body["data"]["s3_prefix"].as_str().unwrap().to_owned();
+    let (s, body) = call(
+        server,
+        "/projects/create",
+        json!({"id_token": b, "project_name": "dogs"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let bob_pid = body["data"]["project_id"].as_str().unwrap().to_owned();
+    let bob_prefix = body["data"]["s3_prefix"].as_str().unwrap().to_owned();
+
+    // Five real images: three with the login credentials (embedded endpoint
+    // only: another S3 does not know them), the rest with presigned URLs.
+    let files: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| (format!("img_{i}.png"), common::png(i, 40 + i, 30)))
+        .collect();
+    let (direct, presigned) = match storage {
+        Storage::Embedded => files.split_at(3),
+        Storage::External(_) => files.split_at(0),
+    };
+    let s3 = matches!(storage, Storage::Embedded).then(|| common::user_s3(server, &alice));
+    for (name, bytes) in direct {
+        let key = format!("{prefix}/{name}");
+        s3.as_ref()
+            .unwrap()
+            .put_object()
+            .bucket(&env.bucket)
+            .key(key.strip_prefix(&format!("{}/", env.bucket)).unwrap())
+            .body(ByteStream::from(bytes.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    put_presigned(server, &a, &pid, presigned).await;
+    for (name, _) in &files {
+        assert!(
+            env.exists(&alice, &format!("{prefix}/{name}")).await,
+            "{name}"
+        );
+    }
+
+    // Nothing recorded yet; then one batch records all five.
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let (s, body) = call(
+        server,
+        "/projects/upload_check",
+        json!({"id_token": a, "project_id": pid, "ls_filename": names}),
+    )
+    .await;
+    assert_eq!((s, body["data"].clone()), (StatusCode::OK, json!([])));
+    let (s, body) = call(
+        server,
+        "/projects/upload_update",
+        json!({"id_token": a, "project_id": pid, "project_name": "cats", "ls_object_info": infos(&prefix, &files)}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let total: i64 = files.iter().map(|(_, b)| b.len() as i64).sum();
+    assert_eq!(originals(server, &a, "cats").await, (5, total));
+    let (s, body) = call(
+        server,
+        "/projects/upload_check",
+        json!({"id_token": a, "project_id": pid, "ls_filename": ["img_0.png", "new.png"]}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        body["data"],
+        json!([{"filename": {"S": "img_0.png"}, "size": {"N": files[0].1.len().to_string()}}])
+    );
+    let (s, body) = call(server, "/projects/list_info", json!({"id_token": a})).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        body["data"][0]["groups"]["ORIGINAL"],
+        json!({"count": 5, "size": total})
+    );
+    let (_, body) = call(
+        server,
+        "/projects/info",
+        json!({"id_token": a, "project_name": "cats"}),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["groups"]["ORIGINAL"]["data_number"],
+        Value::Null
+    );
+    assert!(body["data"]["groups"].get("AUGMENT").is_none());
+
+    // Bad batches: each refused whole, nothing recorded.
+    let good = infos(&prefix, &files[..1]);
+    let mut cases: Vec<(Value, u16)> = Vec::new();
+    let mut foreign = good[0].clone();
+    foreign["s3_key"] = json!(format!("{bob_prefix}/img_0.png"));
+    cases.push((json!([foreign]), 404));
+    let mut dotdot = good[0].clone();
+    dotdot["s3_key"] = json!(format!("{prefix}/../{bob_pid}/img_0.png"));
+    cases.push((json!([dotdot]), 404));
+    let mut missing = good[0].clone();
+    missing["s3_key"] = json!(format!("{prefix}/nothing.png"));
+    missing["filename"] = json!("nothing.png");
+    cases.push((json!([good[0].clone(), missing]), 400));
+    let mut wrong_size = good[0].clone();
+    wrong_size["size"] = json!(files[0].1.len() + 1);
+    cases.push((json!([wrong_size]), 400));
+    let mut bad_type = good[0].clone();
+    bad_type["size"] = json!("12");
+    cases.push((json!([bad_type]), 400));
+    let many: Vec<Value> = (0..501)
+        .map(|i| json!({"s3_key": format!("{prefix}/f{i}.png"), "filename": format!("f{i}.png"), "hash": "h", "size": 1}))
+        .collect();
+    cases.push((json!(many), 400));
+    cases.push((json!([good[0].clone(), good[0].clone()]), 400));
+    for (batch, status) in cases {
+        let (s, body) = call(
+            server,
+            "/projects/upload_update",
+            json!({"id_token": a, "project_id": pid, "project_name": "cats", "ls_object_info": batch}),
+        )
+        .await;
+        assert_eq!(s.as_u16(), status, "{body}");
+        assert_eq!(body["error"], true);
+        assert!(!body["message"].as_str().unwrap().is_empty());
+    }
+    // Another user's project id is not found, whatever the key.
+    let (s, _) = call(
+        server,
+        "/projects/upload_update",
+        json!({"id_token": b, "project_id": pid, "project_name": "cats", "ls_object_info": good}),
+    )
+    .await;
+    assert_eq!(s, 404);
+    for path in [
+        "/projects/list_data",
+        "/projects/upload_check",
+        "/projects/upload_urls",
+    ] {
+        let (s, _) = call(
+            server,
+            path,
+            json!({"id_token": b, "project_id": pid, "ls_filename": ["a.png"]}),
+        )
+        .await;
+        assert_eq!(s, 404, "{path}");
+    }
+    let (s, _) = call(
+        server,
+        "/projects/upload_urls",
+        json!({"id_token": a, "project_id": pid, "ls_filename": ["../x.png"]}),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(originals(server, &a, "cats").await, (5, total));
+
+    if let Storage::Embedded = storage {
+        check_credentials(&env, &alice, &prefix, &bob_prefix).await;
+    }
+
+    // Replacing a file (size_old) changes the size, not the count.
+    let bigger = common::png(99, 80, 60);
+    put_presigned(server, &a, &pid, &[("img_0.png".into(), bigger.clone())]).await;
+    let mut replace = infos(&prefix, &[("img_0.png".into(), bigger.clone())]);
+    replace[0]["size_old"] = json!(files[0].1.len());
+    let (s, body) = call(
+        server,
+        "/projects/upload_update",
+        json!({"id_token": a, "project_id": pid, "project_name": "cats", "ls_object_info": replace}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let total = total - files[0].1.len() as i64 + bigger.len() as i64;
+    assert_eq!(originals(server, &a, "cats").await, (5, total));
+
+    // 1,200 more, in three batches; list_data pages through them newest first.
+    let bulk: Vec<(String, Vec<u8>)> = (0..1200)
+        .map(|i| (format!("bulk_{i:04}.png"), common::png(i, 8, 8)))
+        .collect();
+    put_presigned(server, &a, &pid, &bulk).await;
+    for chunk in bulk.chunks(500) {
+        let (s, body) = call(
+            server,
+            "/projects/upload_update",
+            json!({"id_token": a, "project_id": pid, "project_name": "cats", "ls_object_info": infos(&prefix, chunk)}),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let mut seen = Vec::new();
+    let mut token = json!("");
+    let mut pages = 0;
+    loop {
+        let (s, body) = call(
+            server,
+            "/projects/list_data",
+            json!({"id_token": a, "project_id": pid, "type_method": "ORIGINAL", "num_limit": 500, "next_token": token}),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        pages += 1;
+        for item in body["data"]["items"].as_array().unwrap() {
+            assert_eq!(
+                item["s3_key"],
+                json!(format!("{prefix}/{}", item["filename"].as_str().unwrap()))
+            );
+            seen.push(item["filename"].as_str().unwrap().to_owned());
+        }
+        token = body["data"]["next_token"].clone();
+        if token.is_null() {
+            break;
+        }
+        assert_eq!(token["project_id"], json!(pid));
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 1205);
+    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), 1205, "no item twice");
+    assert_eq!(seen[0], "bulk_1199.png", "newest first");
+    assert_eq!(seen[699], "bulk_0500.png");
+    // The replaced file is newer than the first batch but older than the bulk.
+    assert_eq!(seen[1200], "img_0.png");
+    // A client-built token that names a file works; malformed ones are refused.
+    let (s, body) = call(
+        server,
+        "/projects/list_data",
+        json!({"id_token": a, "project_id": pid, "num_limit": 2, "next_token": {"filename": "bulk_0001.png", "project_id": pid}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let names: Vec<&str> = body["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["filename"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bulk_0000.png", "img_0.png"]);
+    for bad in [
+        json!({"filename": "x", "project_id": pid, "cursor": "%%%"}),
+        json!({"filename": "nope.png", "project_id": pid}),
+        json!({"filename": "bulk_0001.png", "project_id": bob_pid}),
+        json!(17),
+        json!("garbage"),
+    ] {
+        let (s, body) = call(
+            server,
+            "/projects/list_data",
+            json!({"id_token": a, "project_id": pid, "num_limit": 5, "next_token": bad}),
+        )
+        .await;
+        assert_eq!(s, 400, "{bad} -> {body}");
+    }
+    for limit in [0, 501] {
+        let (s, _) = call(
+            server,
+            "/projects/list_data",
+            json!({"id_token": a, "project_id": pid, "num_limit": limit}),
+        )
+        .await;
+        assert_eq!(s, 400, "num_limit {limit}");
+    }
+
+    // Delete two files: gone from the lists at once, from storage soon after.
+    let (s, body) = call(
+        server,
+        "/projects/delete_images",
+        json!({"id_token": a, "project_id": pid, "ls_object_info": [
+            {"filename": "img_1.png", "size": files[1].1.len(), "type_method": "ORIGINAL"},
+            {"filename": "bulk_0000.png", "size": 1, "type_method": "ORIGINAL"}]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let (s, _) = call(
+        server,
+        "/projects/delete_images",
+        json!({"id_token": a, "project_id": pid, "ls_object_info": [
+            {"filename": "img_2.png", "size": 1, "type_method": "ORIGINAL"},
+            {"filename": "never.png", "size": 1, "type_method": "ORIGINAL"}]}),
+    )
+    .await;
+    assert_eq!(s, 404, "unknown file: nothing deleted");
+    let (count, _) = originals(server, &a, "cats").await;
+    assert_eq!(count, 1203);
+    for gone in ["img_1.png", "bulk_0000.png"] {
+        let key = format!("{prefix}/{gone}");
+        eventually(&format!("{gone} removed from storage"), async || {
+            !env.exists(&alice, &key).await
+        })
+        .await;
+    }
+    assert!(env.exists(&alice, &format!("{prefix}/img_2.png")).await);
+
+    // Rename keeps the id and the data.
+    let (s, body) = call(
+        server,
+        "/projects/update_info",
+        json!({"id_token": a, "cur_project_name": "cats", "new_project_name": "felines"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["data"]["project_id"], json!(pid));
+    assert_eq!(originals(server, &a, "felines").await.0, 1203);
+
+    // The sample project: at least 20 real images, in storage and listed.
+    let (s, body) = call(server, "/projects/create_sample", json!({"id_token": b})).await;
+    assert_eq!(s, 200, "{body}");
+    let sample = body["data"]["project_id"].as_str().unwrap().to_owned();
+    assert!(sample.starts_with("prj_sample_"), "{sample}");
+    let (_, body) = call(
+        server,
+        "/projects/list_data",
+        json!({"id_token": b, "project_id": sample, "num_limit": 100}),
+    )
+    .await;
+    let items = body["data"]["items"].as_array().unwrap();
+    assert!(items.len() >= 20, "{body}");
+    assert!(env.exists(&bob, items[0]["s3_key"].as_str().unwrap()).await);
+
+    // Deleting the project removes its objects in the background.
+    let (s, body) = call(
+        server,
+        "/projects/delete",
+        json!({"id_token": a, "project_id": pid}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    eventually("the project's objects removed", async || {
+        env.count_under(&alice, &prefix).await == 0
+    })
+    .await;
+    let out = server.cli(&["projections", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The login credentials reach the user's own prefix only, and stop at logout.
+async fn check_credentials(env: &Env, alice: &Value, prefix: &str, bob_prefix: &str) {
+    let s3 = common::user_s3(&env.server, alice);
+    let strip = |k: &str| {
+        k.strip_prefix(&format!("{}/", env.bucket))
+            .unwrap()
+            .to_owned()
+    };
+    let own = s3
+        .get_object()
+        .bucket(&env.bucket)
+        .key(strip(&format!("{prefix}/img_0.png")))
+        .send()
+        .await;
+    assert!(own.is_ok());
+    let denied = s3
+        .put_object()
+        .bucket(&env.bucket)
+        .key(strip(&format!("{bob_prefix}/planted.png")))
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert!(denied.is_err(), "write into another user's prefix");
+    let denied = s3.list_objects_v2().bucket(&env.bucket).send().await;
+    assert!(denied.is_err(), "listing the whole bucket");
+    let denied = s3
+        .list_objects_v2()
+        .bucket(&env.bucket)
+        .prefix(strip(bob_prefix))
+        .send()
+        .await;
+    assert!(denied.is_err(), "listing another user's prefix");
+    // Without the session token the same keys are refused.
+    let bare = common::s3_client(
+        &env.server.s3_endpoint(),
+        alice["access_key"].as_str().unwrap(),
+        alice["secret_key"].as_str().unwrap(),
+        None,
+    );
+    assert!(bare
+        .head_object()
+        .bucket(&env.bucket)
+        .key(strip(&format!("{prefix}/img_0.png")))
+        .send()
+        .await
+        .is_err());
+    // A forged secret fails the signature.
+    let forged = common::s3_client(
+        &env.server.s3_endpoint(),
+        alice["access_key"].as_str().unwrap(),
+        "0000000000000000000000000000000000000000",
+        alice["session_key"].as_str(),
+    );
+    assert!(forged
+        .head_object()
+        .bucket(&env.bucket)
+        .key(strip(&format!("{prefix}/img_0.png")))
+        .send()
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn credentials_stop_working_at_logout() {
+    let backend = common::backends().remove(0);
+    let env = Env::start(&backend, &Storage::Embedded, &[]).await;
+    let login = common::signed_up_user(&env.server, "carol", PASSWORD).await;
+    let prefix = format!("{}/x.png", login["identity_id"].as_str().unwrap());
+    let s3 = common::user_s3(&env.server, &login);
+    s3.put_object()
+        .bucket(&env.bucket)
+        .key(&prefix)
+        .body(ByteStream::from_static(b"hello"))
+        .send()
+        .await
+        .unwrap();
+    let r = reqwest::Client::new()
+        .post(env.server.url("/user_logout"))
+        .bearer_auth(login["token"].as_str().unwrap())
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let after = s3
+        .get_object()
+        .bucket(&env.bucket)
+        .key(&prefix)
+        .send()
+        .await;
+    assert!(after.is_err(), "credentials outlived the session");
+}

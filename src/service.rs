@@ -55,11 +55,38 @@ pub fn encode<E: Serialize>(
 /// How often a command re-decides after losing a race for its stream.
 const ATTEMPTS: usize = 8;
 
+/// Per-stream locks of one process: writers of the same stream queue here
+/// instead of racing to conflicts (other processes are still kept out by the
+/// expected version).
+#[derive(Default)]
+pub struct StreamLocks {
+    locks:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl StreamLocks {
+    pub async fn lock(&self, stream_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = match self.locks.lock() {
+                Ok(l) => l,
+                Err(p) => p.into_inner(),
+            };
+            if locks.len() > 1024 {
+                locks.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
+            }
+            locks.entry(stream_id.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+}
+
 /// Decides from the current state (read models, guarded by the stream's
-/// version) and appends, re-deciding when another writer got there first.
-/// `decide` gets the version it decides at; no events means nothing to do.
+/// version) and appends, re-deciding when another process's writer got there
+/// first. `decide` gets the version it decides at; no events means nothing to
+/// do.
 pub async fn decide_and_append<F, Fut>(
     store: &crate::store::SqlEventStore,
+    locks: &StreamLocks,
     stream: &tessera_domain::StreamRef,
     mut decide: F,
 ) -> Result<Vec<tessera_domain::RecordedEvent>, ServiceError>
@@ -68,7 +95,12 @@ where
     Fut: std::future::Future<Output = Result<Vec<NewEvent>, ServiceError>>,
 {
     use tessera_domain::{EventStore, ExpectedVersion};
-    for _ in 0..ATTEMPTS {
+    let _turn = locks.lock(&stream.stream_id).await;
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            let jitter = rand::random::<u64>() % (5 << attempt.min(6));
+            tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+        }
         let version = store.stream_version(&stream.stream_id).await?;
         let events = decide(version).await?;
         if events.is_empty() {

@@ -1,7 +1,8 @@
 //! Removes objects the log says are gone: the files of `DataItemsDeleted` and
 //! everything under a deleted project's prefix. A reactor with its own
 //! checkpoint, so removals interrupted by a crash or restart resume; deleting
-//! an absent object is not an error, so a replayed batch is harmless.
+//! an absent object is not an error, so a replayed batch is harmless. A file
+//! that was recorded again after its deletion (same key) is left alone.
 
 use tessera_domain::project::data::{DataEvent, DATA_STREAM_TYPE};
 use tessera_domain::project::{ProjectEvent, STREAM_TYPE};
@@ -45,13 +46,29 @@ impl Reactor for Janitor {
     async fn react(&self, events: &[RecordedEvent]) -> Result<(), String> {
         for e in events {
             if e.stream_type == DATA_STREAM_TYPE && e.event_type == "DataItemsDeleted" {
-                let Ok(DataEvent::DataItemsDeleted { items, .. }) =
-                    tessera_projections::decode::<DataEvent>(e)
+                let Ok(DataEvent::DataItemsDeleted {
+                    project_id, items, ..
+                }) = tessera_projections::decode::<DataEvent>(e)
                 else {
                     continue;
                 };
+                // A file recorded again since (deleted, then uploaded anew
+                // under the same key) keeps its new object.
+                let names: Vec<&str> = items.iter().map(|d| d.filename.as_str()).collect();
+                let live = {
+                    let mut conn = self
+                        .store
+                        .pool()
+                        .acquire()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tessera_projections::data_items::existing(&mut conn, &project_id, &names)
+                        .await
+                        .map_err(|e| e.to_string())?
+                };
                 let keys: Vec<String> = items
                     .iter()
+                    .filter(|d| live.get(&d.filename).is_none_or(|l| l.s3_key != d.s3_key))
                     .filter_map(|d| self.objects.object_key(&d.s3_key).ok().map(str::to_owned))
                     .collect();
                 self.objects

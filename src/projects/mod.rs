@@ -51,6 +51,7 @@ pub struct Projects {
     store: SqlEventStore,
     limits: ProjectLimits,
     objects: ObjectStore,
+    locks: crate::service::StreamLocks,
 }
 
 fn duplicate(e: StoreError) -> ServiceError {
@@ -71,6 +72,7 @@ impl Projects {
             store,
             limits,
             objects,
+            locks: Default::default(),
         }
     }
 
@@ -353,7 +355,7 @@ impl Projects {
         let n = items.len();
         let names: Vec<String> = items.iter().map(|i| i.filename.clone()).collect();
         let stream = StreamRef::new(DATA_STREAM_TYPE, data_stream_id(&project.project_id));
-        crate::service::decide_and_append(&self.store, &stream, |_| {
+        crate::service::decide_and_append(&self.store, &self.locks, &stream, |_| {
             let items = items.clone();
             let names = &names;
             async move {
@@ -398,7 +400,7 @@ impl Projects {
         let project = self.by_id(who, project_id).await?;
         let stream = StreamRef::new(DATA_STREAM_TYPE, data_stream_id(&project.project_id));
         let deleted = std::sync::atomic::AtomicUsize::new(0);
-        crate::service::decide_and_append(&self.store, &stream, |_| {
+        crate::service::decide_and_append(&self.store, &self.locks, &stream, |_| {
             let filenames = &filenames;
             let project = &project;
             let deleted = &deleted;

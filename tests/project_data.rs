@@ -765,3 +765,65 @@ async fn ten_thousand_mixed_commands_then_projections_verify() {
         );
     }
 }
+
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| {
+                if e.path().is_dir() {
+                    files_under(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    })
+}
+
+/// The server is killed (SIGKILL) right after a project's deletion is
+/// accepted; the restarted server removes whatever objects were left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn object_removal_survives_a_killed_server() {
+    let backend = common::backends().pop().unwrap();
+    let extra = [("TESSERA_MAX_ORIGINALS", "3000")];
+    let mut env = Env::start(&backend, &Storage::Embedded, &extra).await;
+    let login = common::signed_up_user(&env.server, "dave", PASSWORD).await;
+    let token = login["id_token"].as_str().unwrap().to_owned();
+    let (s, body) = call(
+        &env.server,
+        "/projects/create",
+        json!({"id_token": token, "project_name": "big"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let pid = body["data"]["project_id"].as_str().unwrap().to_owned();
+    let prefix = body["data"]["s3_prefix"].as_str().unwrap().to_owned();
+    let files: Vec<(String, Vec<u8>)> = (0..2000)
+        .map(|i| (format!("f{i:04}.png"), common::png(i, 4, 4)))
+        .collect();
+    put_presigned(&env.server, &token, &pid, &files).await;
+    let folder = env.server.data_dir.join("objects").join(&prefix);
+    assert_eq!(files_under(&folder), 2000);
+
+    let (s, body) = call(
+        &env.server,
+        "/projects/delete",
+        json!({"id_token": token, "project_id": pid}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    env.server.child.kill().unwrap();
+    env.server.child.wait().unwrap();
+    let left = files_under(&folder);
+    eprintln!("{left} of 2000 objects left when the server died");
+
+    let data_dir = env.server.data_dir.clone();
+    let database_url = env.server.database_url.clone();
+    env.server = common::Server::spawn(data_dir, database_url, &[("S3_BUCKET", &env.bucket)]).await;
+    eventually(
+        "the deleted project's objects removed after restart",
+        async || files_under(&folder) == 0,
+    )
+    .await;
+}

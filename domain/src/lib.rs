@@ -8,6 +8,7 @@
 pub mod bus;
 pub mod error;
 pub mod event;
+pub mod generation;
 pub mod identity;
 pub mod mail;
 pub mod project;

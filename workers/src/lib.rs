@@ -1,1 +1,7 @@
-pub fn x() {}
+//! Job handlers of tessera's worker processes.
+//!
+//! Workers are stateless: they read inputs from object storage, write outputs
+//! to object storage and report over the bus; they never touch the database.
+//! [`imaging`] is the pure pixel work of generation jobs.
+
+pub mod imaging;

@@ -1,0 +1,99 @@
+//! Encoding results in the source's container. The encoders are
+//! deterministic: the same pixels give the same bytes, so a re-run job writes
+//! byte-identical outputs (and hashes).
+
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{ExtendedColorType, ImageEncoder, RgbImage};
+
+use super::ImagingError;
+
+/// JPEG quality of generated images.
+pub const JPEG_QUALITY: u8 = 90;
+
+/// The containers outputs are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputFormat {
+    Jpeg,
+    Png,
+}
+
+impl OutputFormat {
+    /// The file extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "jpg",
+            OutputFormat::Png => "png",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "image/jpeg",
+            OutputFormat::Png => "image/png",
+        }
+    }
+}
+
+/// Encodes as JPEG (quality [`JPEG_QUALITY`]) or PNG (default compression,
+/// adaptive filters). No metadata is written, so no EXIF orientation either.
+pub fn encode(img: &RgbImage, format: OutputFormat) -> Result<Vec<u8>, ImagingError> {
+    let mut out = Vec::new();
+    let (w, h) = img.dimensions();
+    let result =
+        match format {
+            OutputFormat::Jpeg => JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY)
+                .write_image(img.as_raw(), w, h, ExtendedColorType::Rgb8),
+            OutputFormat::Png => PngEncoder::new_with_quality(
+                &mut out,
+                CompressionType::Default,
+                FilterType::Adaptive,
+            )
+            .write_image(img.as_raw(), w, h, ExtendedColorType::Rgb8),
+        };
+    result.map_err(|e| ImagingError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use image::Rgb;
+
+    use super::*;
+
+    #[test]
+    fn same_pixels_same_bytes() {
+        let img = RgbImage::from_fn(33, 17, |x, y| {
+            Rgb([(x * 7) as u8, (y * 13) as u8, (x ^ y) as u8])
+        });
+        for format in [OutputFormat::Jpeg, OutputFormat::Png] {
+            let a = encode(&img, format).unwrap();
+            assert_eq!(a, encode(&img, format).unwrap());
+            assert!(!a.is_empty());
+        }
+        assert_eq!(&encode(&img, OutputFormat::Png).unwrap()[1..4], b"PNG");
+        assert_eq!(
+            &encode(&img, OutputFormat::Jpeg).unwrap()[..2],
+            &[0xFF, 0xD8]
+        );
+    }
+
+    #[test]
+    fn png_is_lossless_and_jpeg_close() {
+        let img = RgbImage::from_fn(16, 16, |x, y| Rgb([(x * 16) as u8, (y * 16) as u8, 100]));
+        let png = image::load_from_memory(&encode(&img, OutputFormat::Png).unwrap()).unwrap();
+        assert_eq!(png.to_rgb8(), img);
+        let jpeg = image::load_from_memory(&encode(&img, OutputFormat::Jpeg).unwrap()).unwrap();
+        let jpeg = jpeg.to_rgb8();
+        let worst = img
+            .as_raw()
+            .iter()
+            .zip(jpeg.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(worst < 24, "worst JPEG error {worst}");
+    }
+}

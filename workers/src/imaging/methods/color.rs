@@ -1,0 +1,243 @@
+//! Methods that change values, not positions: brightness, contrast, hue,
+//! saturation, solarize, posterize, grayscale and gaussian noise.
+
+use image::RgbImage;
+use tessera_domain::generation::SplitMix64;
+
+use super::{hsv_to_rgb, luma601, luma_f32, lut, map_lut, map_pixels, rgb_to_hsv, to_u8};
+
+/// AUG-011: multiplies every channel by `factor` (1 = unchanged), clamping at
+/// white.
+pub fn brightness(img: &RgbImage, factor: f32) -> RgbImage {
+    map_lut(img, &lut(|v| v * factor))
+}
+
+/// AUG-014: moves every value away from (`factor` > 1) or towards
+/// (`factor` < 1) the image's mean luma, like PIL's ImageEnhance.Contrast;
+/// 0 gives a flat gray.
+pub fn contrast(img: &RgbImage, factor: f32) -> RgbImage {
+    let mean = mean_luma(img) as f32;
+    map_lut(img, &lut(|v| mean + (v - mean) * factor))
+}
+
+/// Mean Rec. 601 luma, on 0–255.
+pub fn mean_luma(img: &RgbImage) -> f64 {
+    let n = u64::from(img.width()) * u64::from(img.height());
+    if n == 0 {
+        return 0.0;
+    }
+    let sum: f64 = img
+        .as_raw()
+        .chunks_exact(3)
+        .map(|px| f64::from(luma_f32(px)))
+        .sum();
+    sum / n as f64
+}
+
+/// AUG-012: turns the hue by `shift` of a full circle (±0.5 = opposite
+/// colour), in HSV.
+pub fn hue(img: &RgbImage, shift: f32) -> RgbImage {
+    if shift == 0.0 {
+        return img.clone();
+    }
+    map_pixels(img, |px| {
+        let [h, s, v] = rgb_to_hsv(px);
+        if s == 0.0 {
+            px
+        } else {
+            hsv_to_rgb([h + shift, s, v])
+        }
+    })
+}
+
+/// AUG-013: multiplies the HSV saturation by `factor` (0 = gray, 1 =
+/// unchanged), clamping at full saturation.
+pub fn saturation(img: &RgbImage, factor: f32) -> RgbImage {
+    map_pixels(img, |px| {
+        let [h, s, v] = rgb_to_hsv(px);
+        hsv_to_rgb([h, (s * factor).clamp(0.0, 1.0), v])
+    })
+}
+
+/// AUG-015: as Kornia's solarize: on the 0–1 range, adds `addition`
+/// (clamped), then replaces every value `x >= threshold` by `1 - x`.
+pub fn solarize(img: &RgbImage, threshold: f32, addition: f32) -> RgbImage {
+    map_lut(
+        img,
+        &lut(|v| {
+            let x = (v / 255.0 + addition).clamp(0.0, 1.0);
+            let y = if x < threshold { x } else { 1.0 - x };
+            y * 255.0
+        }),
+    )
+}
+
+/// AUG-016: keeps the `bits` high bits of every channel (8 = unchanged,
+/// 0 = black).
+pub fn posterize(img: &RgbImage, bits: u8) -> RgbImage {
+    let mask = if bits >= 8 {
+        0xFF
+    } else {
+        !(0xFFu8 >> bits.min(8))
+    };
+    let mut out = img.clone();
+    let buf: &mut [u8] = &mut out;
+    for v in buf.iter_mut() {
+        *v &= mask;
+    }
+    out
+}
+
+/// PRE-001: Rec. 601 luma (0.299 R + 0.587 G + 0.114 B, rounded), written
+/// to all three channels. The pipeline stays RGB so every later step and the
+/// encoder see one pixel layout; a three-channel gray JPEG costs little more
+/// than a one-channel one.
+pub fn grayscale(img: &RgbImage) -> RgbImage {
+    map_pixels(img, |[r, g, b]| {
+        let l = luma601(r, g, b);
+        [l, l, l]
+    })
+}
+
+/// AUG-008: adds independent gaussian noise to every channel of every pixel;
+/// `mean` and `std` are on the 0–1 range. The noise comes from `rng`, so a
+/// recorded seed gives the same noise again.
+pub fn gaussian_noise(img: &RgbImage, mean: f32, std: f32, rng: &mut SplitMix64) -> RgbImage {
+    let mut out = img.clone();
+    let (mean, std) = (f64::from(mean) * 255.0, f64::from(std) * 255.0);
+    let buf: &mut [u8] = &mut out;
+    for pair in buf.chunks_mut(2) {
+        let (a, b) = rng.gaussian_pair();
+        for (v, n) in pair.iter_mut().zip([a, b]) {
+            *v = to_u8((f64::from(*v) + mean + std * n) as f32);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use image::Rgb;
+
+    use super::*;
+
+    fn gray(v: u8) -> RgbImage {
+        RgbImage::from_pixel(4, 3, Rgb([v, v, v]))
+    }
+
+    #[test]
+    fn brightness_scales_and_clamps() {
+        assert!(brightness(&gray(100), 1.5)
+            .pixels()
+            .all(|p| p.0 == [150; 3]));
+        assert!(brightness(&gray(200), 1.5)
+            .pixels()
+            .all(|p| p.0 == [255; 3]));
+        assert!(brightness(&gray(101), 0.75)
+            .pixels()
+            .all(|p| p.0 == [76; 3]));
+        let img = RgbImage::from_pixel(1, 1, Rgb([10, 100, 180]));
+        assert_eq!(brightness(&img, 1.5).get_pixel(0, 0).0, [15, 150, 255]);
+    }
+
+    #[test]
+    fn contrast_moves_values_around_the_mean() {
+        // Half 100, half 200: mean luma 150.
+        let img = RgbImage::from_fn(
+            4,
+            2,
+            |x, _| if x < 2 { Rgb([100; 3]) } else { Rgb([200; 3]) },
+        );
+        let out = contrast(&img, 1.5);
+        assert_eq!(out.get_pixel(0, 0).0, [75; 3]);
+        assert_eq!(out.get_pixel(3, 1).0, [225; 3]);
+        let flat = contrast(&img, 0.0);
+        assert!(flat.pixels().all(|p| p.0 == [150; 3]));
+        assert_eq!(contrast(&img, 1.0), img);
+        // Clamped at both ends.
+        let out = contrast(&img, 4.0);
+        assert_eq!(out.get_pixel(0, 0).0, [0; 3]);
+        assert_eq!(out.get_pixel(3, 0).0, [255; 3]);
+    }
+
+    #[test]
+    fn hue_turns_the_colour_circle() {
+        let red = RgbImage::from_pixel(2, 2, Rgb([255, 0, 0]));
+        assert_eq!(hue(&red, 1.0 / 3.0).get_pixel(0, 0).0, [0, 255, 0]);
+        assert_eq!(hue(&red, -1.0 / 3.0).get_pixel(0, 0).0, [0, 0, 255]);
+        assert_eq!(hue(&red, 0.5).get_pixel(0, 0).0, [0, 255, 255]);
+        // Gray has no hue to turn.
+        assert_eq!(hue(&gray(77), 0.25), gray(77));
+    }
+
+    #[test]
+    fn saturation_scales_towards_gray() {
+        let img = RgbImage::from_pixel(1, 1, Rgb([200, 100, 100]));
+        // S = 0.5, V = 200/255: halving S gives (200, 150, 150).
+        assert_eq!(saturation(&img, 0.5).get_pixel(0, 0).0, [200, 150, 150]);
+        assert_eq!(saturation(&img, 0.0).get_pixel(0, 0).0, [200, 200, 200]);
+        assert_eq!(saturation(&img, 2.0).get_pixel(0, 0).0, [200, 0, 0]);
+        assert_eq!(saturation(&img, 1.0), img);
+    }
+
+    #[test]
+    fn solarize_inverts_above_the_threshold() {
+        let img = RgbImage::from_pixel(1, 1, Rgb([51, 102, 204]));
+        // 0.2 and 0.4 stay, 0.8 becomes 0.2.
+        assert_eq!(solarize(&img, 0.5, 0.0).get_pixel(0, 0).0, [51, 102, 51]);
+        // With +0.05: 0.25 and 0.45 stay, 0.85 becomes 0.15.
+        assert_eq!(solarize(&img, 0.5, 0.05).get_pixel(0, 0).0, [64, 115, 38]);
+        // With −0.25: 0 (clamped) and 0.15 stay, 0.55 becomes 0.45.
+        assert_eq!(solarize(&img, 0.45, -0.25).get_pixel(0, 0).0, [0, 38, 115]);
+        // Threshold 1 never inverts, threshold 0 inverts everything.
+        assert_eq!(solarize(&img, 1.0, 0.0), img);
+        assert_eq!(solarize(&img, 0.0, 0.0).get_pixel(0, 0).0, [204, 153, 51]);
+    }
+
+    #[test]
+    fn posterize_masks_low_bits() {
+        let img = RgbImage::from_pixel(1, 1, Rgb([0b1011_0111, 0b0001_1111, 255]));
+        assert_eq!(
+            posterize(&img, 3).get_pixel(0, 0).0,
+            [0b1010_0000, 0b0000_0000, 0b1110_0000]
+        );
+        assert_eq!(posterize(&img, 8), img);
+        assert_eq!(posterize(&img, 1).get_pixel(0, 0).0, [128, 0, 128]);
+        assert_eq!(posterize(&img, 0).get_pixel(0, 0).0, [0, 0, 0]);
+    }
+
+    #[test]
+    fn grayscale_is_rec601_luma() {
+        let img = RgbImage::from_fn(3, 1, |x, _| match x {
+            0 => Rgb([255, 0, 0]),
+            1 => Rgb([0, 255, 0]),
+            _ => Rgb([10, 200, 30]),
+        });
+        let out = grayscale(&img);
+        assert_eq!(out.get_pixel(0, 0).0, [76; 3]);
+        assert_eq!(out.get_pixel(1, 0).0, [150; 3]);
+        // 0.299·10 + 0.587·200 + 0.114·30 = 123.81
+        assert_eq!(out.get_pixel(2, 0).0, [124; 3]);
+    }
+
+    #[test]
+    fn noise_has_the_requested_spread() {
+        let img = gray(128);
+        let big = RgbImage::from_pixel(200, 200, Rgb([128; 3]));
+        let out = gaussian_noise(&big, 0.0, 0.1, &mut SplitMix64::new(3));
+        let vals: Vec<f64> = out.as_raw().iter().map(|v| f64::from(*v)).collect();
+        let mean = vals.iter().sum::<f64>() / vals.len() as f64;
+        let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64;
+        assert!((mean - 128.0).abs() < 0.5, "mean {mean}");
+        assert!((var.sqrt() - 25.5).abs() < 0.5, "std {}", var.sqrt());
+        // Same seed, same noise; another seed, other noise.
+        let a = gaussian_noise(&img, 0.0, 0.1, &mut SplitMix64::new(1));
+        assert_eq!(a, gaussian_noise(&img, 0.0, 0.1, &mut SplitMix64::new(1)));
+        assert_ne!(a, gaussian_noise(&img, 0.0, 0.1, &mut SplitMix64::new(2)));
+        // No spread, only a shift.
+        let shifted = gaussian_noise(&img, 0.1, 0.0, &mut SplitMix64::new(1));
+        assert!(shifted.pixels().all(|p| p.0 == [154; 3]));
+    }
+}

@@ -1,0 +1,180 @@
+//! The image methods, one function each, over 8-bit RGB images.
+//!
+//! Every function takes the image and its typed parameters and returns a new
+//! image; none of them draws random numbers except gaussian noise, which takes
+//! the generator explicitly. The hot loops work on the raw interleaved
+//! `[r, g, b, r, g, b, …]` slice, through lookup tables where a method maps
+//! each value on its own.
+
+pub mod color;
+pub mod filter;
+pub mod geometry;
+pub mod normalize;
+pub mod resize;
+
+use image::RgbImage;
+
+/// Rec. 601 luma weights (the ones PIL and Kornia use for grayscale).
+pub const LUMA_WEIGHTS: [f32; 3] = [0.299, 0.587, 0.114];
+
+/// Rec. 601 luma of one pixel, rounded to the nearest integer.
+pub fn luma601(r: u8, g: u8, b: u8) -> u8 {
+    let sum = 299 * u32::from(r) + 587 * u32::from(g) + 114 * u32::from(b);
+    // At most 255_000 + 500, so the quotient fits a u8.
+    ((sum + 500) / 1000) as u8
+}
+
+/// Rec. 601 luma of one pixel, unrounded, on the 0–255 range.
+pub(crate) fn luma_f32(px: &[u8]) -> f32 {
+    match *px {
+        [r, g, b] => {
+            LUMA_WEIGHTS[0] * f32::from(r)
+                + LUMA_WEIGHTS[1] * f32::from(g)
+                + LUMA_WEIGHTS[2] * f32::from(b)
+        }
+        _ => 0.0,
+    }
+}
+
+/// Rounds and clamps to a channel value.
+pub(crate) fn to_u8(v: f32) -> u8 {
+    // NaN becomes 0 through the saturating cast.
+    v.round().clamp(0.0, 255.0) as u8
+}
+
+/// A lookup table from a mapping of values on the 0–255 range.
+pub(crate) fn lut(f: impl Fn(f32) -> f32) -> [u8; 256] {
+    let mut table = [0u8; 256];
+    for (v, slot) in (0u8..=255).zip(table.iter_mut()) {
+        *slot = to_u8(f(f32::from(v)));
+    }
+    table
+}
+
+/// Applies one lookup table to every channel.
+pub(crate) fn map_lut(img: &RgbImage, table: &[u8; 256]) -> RgbImage {
+    let mut out = img.clone();
+    let buf: &mut [u8] = &mut out;
+    for v in buf.iter_mut() {
+        *v = table.get(usize::from(*v)).copied().unwrap_or(*v);
+    }
+    out
+}
+
+/// Applies one lookup table per channel.
+pub(crate) fn map_luts(img: &RgbImage, tables: &[[u8; 256]; 3]) -> RgbImage {
+    let mut out = img.clone();
+    let buf: &mut [u8] = &mut out;
+    for px in buf.chunks_exact_mut(3) {
+        for (v, table) in px.iter_mut().zip(tables) {
+            *v = table.get(usize::from(*v)).copied().unwrap_or(*v);
+        }
+    }
+    out
+}
+
+/// Applies a function to every pixel.
+pub(crate) fn map_pixels(img: &RgbImage, f: impl Fn([u8; 3]) -> [u8; 3]) -> RgbImage {
+    let mut out = img.clone();
+    let buf: &mut [u8] = &mut out;
+    for px in buf.chunks_exact_mut(3) {
+        if let [r, g, b] = px {
+            [*r, *g, *b] = f([*r, *g, *b]);
+        }
+    }
+    out
+}
+
+/// RGB (0–255) to HSV, each on 0–1; hue 0 is red, and turns through green
+/// (1/3) and blue (2/3).
+pub(crate) fn rgb_to_hsv([r, g, b]: [u8; 3]) -> [f32; 3] {
+    let (r, g, b) = (
+        f32::from(r) / 255.0,
+        f32::from(g) / 255.0,
+        f32::from(b) / 255.0,
+    );
+    let max = r.max(g).max(b);
+    let min = r.min(g).min(b);
+    let delta = max - min;
+    let s = if max > 0.0 { delta / max } else { 0.0 };
+    let h = if delta <= 0.0 {
+        0.0
+    } else if max == r {
+        ((g - b) / delta).rem_euclid(6.0) / 6.0
+    } else if max == g {
+        ((b - r) / delta + 2.0) / 6.0
+    } else {
+        ((r - g) / delta + 4.0) / 6.0
+    };
+    [h, s, max]
+}
+
+/// HSV (each on 0–1, hue wrapping) back to RGB (0–255).
+pub(crate) fn hsv_to_rgb([h, s, v]: [f32; 3]) -> [u8; 3] {
+    let h6 = h.rem_euclid(1.0) * 6.0;
+    let c = v * s;
+    let x = c * (1.0 - ((h6 % 2.0) - 1.0).abs());
+    let m = v - c;
+    let (r, g, b) = match h6 as u8 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    [
+        to_u8((r + m) * 255.0),
+        to_u8((g + m) * 255.0),
+        to_u8((b + m) * 255.0),
+    ]
+}
+
+/// Mirrors an index into `0..n` the way numpy's `reflect` padding does
+/// (`-1 → 1`, `n → n - 2`), folding as often as needed.
+pub(crate) fn reflect(i: isize, n: usize) -> usize {
+    let n = n as isize;
+    if n <= 1 {
+        return 0;
+    }
+    let period = 2 * (n - 1);
+    let m = i.rem_euclid(period);
+    (if m < n { m } else { period - m }) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    #[test]
+    fn hsv_round_trips() {
+        for rgb in [
+            [255, 0, 0],
+            [0, 255, 0],
+            [0, 0, 255],
+            [12, 200, 99],
+            [128, 128, 128],
+            [0, 0, 0],
+        ] {
+            assert_eq!(hsv_to_rgb(rgb_to_hsv(rgb)), rgb);
+        }
+        assert_eq!(rgb_to_hsv([0, 255, 0])[0], 1.0 / 3.0);
+    }
+
+    #[test]
+    fn reflect_indexes() {
+        let got: Vec<usize> = (-3..8).map(|i| reflect(i, 5)).collect();
+        assert_eq!(got, [3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1]);
+        assert_eq!(reflect(-7, 1), 0);
+    }
+
+    #[test]
+    fn luma_is_rec601() {
+        assert_eq!(luma601(255, 255, 255), 255);
+        assert_eq!(luma601(255, 0, 0), 76);
+        assert_eq!(luma601(0, 255, 0), 150);
+        assert_eq!(luma601(0, 0, 255), 29);
+    }
+}

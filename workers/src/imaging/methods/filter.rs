@@ -23,75 +23,82 @@ pub fn gaussian_kernel(size: usize, sigma: f32) -> Vec<f32> {
     k
 }
 
-/// Separable gaussian blur with mirrored (`reflect`) borders, unrounded:
-/// interleaved RGB on the 0–255 range.
-pub(crate) fn blur_f32(img: &RgbImage, kernel_size: usize, sigma: f32) -> Vec<f32> {
+/// Separable gaussian blur with mirrored (`reflect`) borders, streamed: calls
+/// `emit(y, row)` for each output row, top to bottom, with the unrounded
+/// interleaved RGB values (0–255). Memory is a few rows, whatever the image
+/// size; both passes are multiply-adds over whole rows.
+pub(crate) fn blurred_rows(
+    img: &RgbImage,
+    kernel_size: usize,
+    sigma: f32,
+    mut emit: impl FnMut(usize, &[f32]),
+) {
     let (w, h) = (img.width() as usize, img.height() as usize);
+    if w == 0 || h == 0 {
+        return;
+    }
     let stride = w * 3;
     let k = gaussian_kernel(kernel_size, sigma);
     let r = k.len() / 2;
-    if w == 0 || h == 0 {
-        return Vec::new();
-    }
-
-    // Horizontal pass, through one reflected row buffer.
-    let mut tmp = vec![0f32; stride * h];
+    let src = img.as_raw();
+    let mut column = vec![0f32; stride];
     let mut padded = vec![0f32; (w + 2 * r) * 3];
-    for (src_row, tmp_row) in img
-        .as_raw()
-        .chunks_exact(stride)
-        .zip(tmp.chunks_exact_mut(stride))
-    {
-        for (i, p) in padded.chunks_exact_mut(3).enumerate() {
-            let sx = reflect(i as isize - r as isize, w) * 3;
-            if let Some(s) = src_row.get(sx..sx + 3) {
-                for (d, v) in p.iter_mut().zip(s) {
-                    *d = f32::from(*v);
-                }
-            }
-        }
-        for (out_px, win) in tmp_row
-            .chunks_exact_mut(3)
-            .zip(padded.windows(k.len() * 3).step_by(3))
-        {
-            let mut acc = [0f32; 3];
-            for (tap, kv) in win.chunks_exact(3).zip(&k) {
-                for (a, v) in acc.iter_mut().zip(tap) {
-                    *a += kv * v;
-                }
-            }
-            out_px.copy_from_slice(&acc);
-        }
-    }
-
-    // Vertical pass: whole rows at a time, mirrored row indexes.
-    let mut out = vec![0f32; stride * h];
-    for (y, out_row) in out.chunks_exact_mut(stride).enumerate() {
+    let mut out = vec![0f32; stride];
+    for y in 0..h {
+        // Vertical pass for this row: a weighted sum of mirrored source rows.
+        column.fill(0.0);
         for (i, kv) in k.iter().enumerate() {
             let sy = reflect(y as isize + i as isize - r as isize, h);
-            if let Some(row) = tmp.get(sy * stride..(sy + 1) * stride) {
-                for (o, v) in out_row.iter_mut().zip(row) {
+            if let Some(row) = src.get(sy * stride..(sy + 1) * stride) {
+                for (c, v) in column.iter_mut().zip(row) {
+                    *c += kv * f32::from(*v);
+                }
+            }
+        }
+        // Horizontal pass: mirror the row into a padded buffer, then add up
+        // shifted copies of it.
+        if let Some(mid) = padded.get_mut(r * 3..r * 3 + stride) {
+            mid.copy_from_slice(&column);
+        }
+        for j in 0..r {
+            for (dst, from) in [
+                (j, reflect(j as isize - r as isize, w)),
+                (r + w + j, reflect((w + j) as isize, w)),
+            ] {
+                if let (Some(d), Some(s)) = (
+                    padded.get_mut(dst * 3..dst * 3 + 3),
+                    column.get(from * 3..from * 3 + 3),
+                ) {
+                    d.copy_from_slice(s);
+                }
+            }
+        }
+        out.fill(0.0);
+        for (i, kv) in k.iter().enumerate() {
+            if let Some(shifted) = padded.get(i * 3..i * 3 + stride) {
+                for (o, v) in out.iter_mut().zip(shifted) {
                     *o += kv * v;
                 }
             }
         }
+        emit(y, &out);
     }
-    out
-}
-
-fn from_f32(img: &RgbImage, values: &[f32]) -> RgbImage {
-    let mut out = RgbImage::new(img.width(), img.height());
-    let buf: &mut [u8] = &mut out;
-    for (d, v) in buf.iter_mut().zip(values) {
-        *d = to_u8(*v);
-    }
-    out
 }
 
 /// AUG-009: gaussian blur with an odd `kernel_size` and standard deviation
 /// `sigma` (pixels), borders mirrored as Kornia's default `reflect` does.
 pub fn gaussian_blur(img: &RgbImage, kernel_size: u32, sigma: f32) -> RgbImage {
-    from_f32(img, &blur_f32(img, kernel_size as usize, sigma))
+    let mut out = RgbImage::new(img.width(), img.height());
+    let stride = img.width() as usize * 3;
+    let buf: &mut [u8] = &mut out;
+    blurred_rows(img, kernel_size as usize, sigma, |y, row| {
+        if let Some(dst) = buf.get_mut(y * stride..(y + 1) * stride) {
+            for (d, v) in dst.iter_mut().zip(row) {
+                *d = to_u8(*v);
+            }
+        }
+    });
+    out
 }
 
 /// AUG-010: PIL's ImageEnhance.Sharpness. Blends the image with its smoothed
@@ -146,12 +153,18 @@ pub(crate) fn kernel_for(sigma: f32) -> usize {
 /// Unsharp mask: `image + amount · (image − gaussian_blur(image, sigma))`.
 /// A negative `amount` (down to −1, the blurred image) softens instead.
 pub fn unsharp_mask(img: &RgbImage, sigma: f32, amount: f32) -> RgbImage {
-    let blurred = blur_f32(img, kernel_for(sigma), sigma);
+    let blurred = gaussian_blur(img, kernel_for(sigma) as u32, sigma);
+    blend_away(img, &blurred, amount)
+}
+
+/// `image + amount · (image − other)`, per value: extrapolates away from
+/// `other` (amount > 0) or towards it (amount < 0).
+pub(crate) fn blend_away(img: &RgbImage, other: &RgbImage, amount: f32) -> RgbImage {
     let mut out = img.clone();
     let buf: &mut [u8] = &mut out;
-    for (v, b) in buf.iter_mut().zip(&blurred) {
+    for (v, o) in buf.iter_mut().zip(other.as_raw()) {
         let x = f32::from(*v);
-        *v = to_u8(x + amount * (x - b));
+        *v = to_u8(x + amount * (x - f32::from(*o)));
     }
     out
 }
@@ -191,7 +204,8 @@ mod tests {
     fn blur_of_impulse_is_symmetric_and_keeps_the_sum() {
         let mut img = RgbImage::new(21, 21);
         img.put_pixel(10, 10, Rgb([255, 255, 255]));
-        let raw = blur_f32(&img, 7, 1.5);
+        let mut raw = Vec::new();
+        blurred_rows(&img, 7, 1.5, |_, row| raw.extend_from_slice(row));
         let at = |x: usize, y: usize| raw[(y * 21 + x) * 3];
         let sum: f32 = raw.iter().step_by(3).sum();
         assert!((sum - 255.0).abs() < 1e-2, "sum {sum}");

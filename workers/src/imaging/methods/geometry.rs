@@ -59,8 +59,9 @@ pub fn rotate(img: &RgbImage, degrees: f32, fill: Rgb<u8>) -> RgbImage {
             _ => fill,
         }
     };
+    let stride = w * 3;
     let buf: &mut [u8] = &mut out;
-    for (y, row) in buf.chunks_exact_mut(w * 3).enumerate() {
+    for (y, row) in buf.chunks_exact_mut(stride).enumerate() {
         let dy = y as f32 - cy;
         for (x, px) in row.chunks_exact_mut(3).enumerate() {
             let dx = x as f32 - cx;
@@ -70,6 +71,32 @@ pub fn rotate(img: &RgbImage, degrees: f32, fill: Rgb<u8>) -> RgbImage {
             let (x0, y0) = (sx.floor(), sy.floor());
             let (fx, fy) = (sx - x0, sy - y0);
             let (x0, y0) = (x0 as isize, y0 as isize);
+            // Inside: the four neighbours are two 6-byte runs of the source.
+            if x0 >= 0 && y0 >= 0 && (x0 as usize) + 1 < w && (y0 as usize) + 1 < h {
+                let i = (y0 as usize * w + x0 as usize) * 3;
+                if let (Some([a0, a1, a2, b0, b1, b2]), Some([c0, c1, c2, d0, d1, d2])) =
+                    (src.get(i..i + 6), src.get(i + stride..i + stride + 6))
+                {
+                    let w11 = fx * fy;
+                    let (w10, w01) = (fx - w11, fy - w11);
+                    let w00 = 1.0 - fx - fy + w11;
+                    let mix = |a: &u8, b: &u8, c: &u8, d: &u8| {
+                        super::to_u8(
+                            w00 * f32::from(*a)
+                                + w10 * f32::from(*b)
+                                + w01 * f32::from(*c)
+                                + w11 * f32::from(*d),
+                        )
+                    };
+                    px.copy_from_slice(&[
+                        mix(a0, b0, c0, d0),
+                        mix(a1, b1, c1, d1),
+                        mix(a2, b2, c2, d2),
+                    ]);
+                    continue;
+                }
+            }
+            // At or beyond the border: neighbours outside are the fill.
             let (a, b) = (sample(x0, y0), sample(x0 + 1, y0));
             let (c, d) = (sample(x0, y0 + 1), sample(x0 + 1, y0 + 1));
             for (ch, v) in px.iter_mut().enumerate() {

@@ -109,6 +109,22 @@ pub(crate) fn rgb_to_hsv([r, g, b]: [u8; 3]) -> [f32; 3] {
     [h, s, max]
 }
 
+/// HSV saturation of one pixel, `(max - min) / max`, without the hue.
+pub(crate) fn hsv_saturation(px: &[u8]) -> f32 {
+    match *px {
+        [r, g, b] => {
+            let max = r.max(g).max(b);
+            let min = r.min(g).min(b);
+            if max == 0 {
+                0.0
+            } else {
+                f32::from(max - min) / f32::from(max)
+            }
+        }
+        _ => 0.0,
+    }
+}
+
 /// HSV (each on 0–1, hue wrapping) back to RGB (0–255).
 pub(crate) fn hsv_to_rgb([h, s, v]: [f32; 3]) -> [u8; 3] {
     let h6 = h.rem_euclid(1.0) * 6.0;

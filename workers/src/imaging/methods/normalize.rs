@@ -6,8 +6,8 @@
 use image::RgbImage;
 
 use super::color::{hue, mean_luma, saturation};
-use super::filter::{blur_f32, kernel_for};
-use super::{luma_f32, lut, map_lut, map_luts, rgb_to_hsv, to_u8, LUMA_WEIGHTS};
+use super::filter::{blend_away, gaussian_blur, kernel_for};
+use super::{hsv_saturation, luma_f32, lut, map_lut, map_luts, rgb_to_hsv, to_u8, LUMA_WEIGHTS};
 
 /// The metric a method's reference image is chosen by: brightness, hue and
 /// saturation for their normalisations, signal-to-noise for every other
@@ -27,20 +27,30 @@ pub fn brightness_metric(img: &RgbImage) -> f64 {
 }
 
 /// Mean hue on the colour circle (0–1), weighted by saturation; `None` for
-/// an image without colour.
+/// an image without colour. Hues are gathered in half-degree bins first, so
+/// the trigonometry runs per bin, not per pixel.
 pub fn hue_metric(img: &RgbImage) -> Option<f64> {
-    let (mut x, mut y, mut weight) = (0.0f64, 0.0f64, 0.0f64);
+    const BINS: usize = 720;
+    let mut weights = vec![0f64; BINS];
     for px in img.as_raw().chunks_exact(3) {
         if let [r, g, b] = *px {
             let [h, s, _] = rgb_to_hsv([r, g, b]);
-            let angle = f64::from(h) * std::f64::consts::TAU;
-            x += f64::from(s) * angle.cos();
-            y += f64::from(s) * angle.sin();
-            weight += f64::from(s);
+            if s > 0.0 {
+                let bin = ((h * BINS as f32) as usize).min(BINS - 1);
+                if let Some(w) = weights.get_mut(bin) {
+                    *w += f64::from(s);
+                }
+            }
         }
     }
-    let length = x.hypot(y);
-    if weight <= 0.0 || length < 1e-6 * weight {
+    let (mut x, mut y, mut total) = (0.0f64, 0.0f64, 0.0f64);
+    for (bin, w) in weights.iter().enumerate() {
+        let angle = (bin as f64 + 0.5) / BINS as f64 * std::f64::consts::TAU;
+        x += w * angle.cos();
+        y += w * angle.sin();
+        total += w;
+    }
+    if total <= 0.0 || x.hypot(y) < 1e-6 * total {
         return None;
     }
     Some((y.atan2(x) / std::f64::consts::TAU).rem_euclid(1.0))
@@ -55,10 +65,7 @@ pub fn saturation_metric(img: &RgbImage) -> f64 {
     let sum: f64 = img
         .as_raw()
         .chunks_exact(3)
-        .map(|px| match *px {
-            [r, g, b] => f64::from(rgb_to_hsv([r, g, b])[1]),
-            _ => 0.0,
-        })
+        .map(|px| f64::from(hsv_saturation(px)))
         .sum();
     sum / n as f64
 }
@@ -69,10 +76,57 @@ pub fn contrast_metric(img: &RgbImage) -> f64 {
 }
 
 /// Mean absolute 4-neighbour Laplacian of the luma: how strong edges are.
+/// Large images are measured on evenly spaced rows (about a million
+/// pixels), which estimates the same mean.
 pub fn sharpness_metric(img: &RgbImage) -> f64 {
-    let luma: Vec<f32> = img.as_raw().chunks_exact(3).map(luma_f32).collect();
-    let lap = laplacian(&luma, img.width() as usize, img.height() as usize);
-    mean_abs(&lap)
+    let mut sum = 0.0f64;
+    let mut count = 0usize;
+    let mut lap = Vec::new();
+    for y in sampled_rows(img) {
+        lap.clear();
+        laplacian_row(img, y, &mut lap);
+        sum += lap.iter().map(|v| f64::from(v.abs())).sum::<f64>();
+        count += lap.len();
+    }
+    if count == 0 {
+        return 0.0;
+    }
+    sum / count as f64
+}
+
+/// The interior rows the Laplacian statistics look at.
+fn sampled_rows(img: &RgbImage) -> impl Iterator<Item = usize> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let interior = w.saturating_sub(2) * h.saturating_sub(2);
+    let step = (interior / 1_000_000).max(1);
+    (1..h.saturating_sub(1)).step_by(step)
+}
+
+fn luma_row(img: &RgbImage, y: usize) -> Vec<f32> {
+    let stride = img.width() as usize * 3;
+    img.as_raw()
+        .get(y * stride..(y + 1) * stride)
+        .map(|row| row.chunks_exact(3).map(luma_f32).collect())
+        .unwrap_or_default()
+}
+
+/// Appends the 4-neighbour Laplacian of the luma of interior row `y` (which
+/// needs rows `y - 1` and `y + 1`).
+fn laplacian_row(img: &RgbImage, y: usize, out: &mut Vec<f32>) {
+    if y == 0 || y + 1 >= img.height() as usize {
+        return;
+    }
+    let (above, row, below) = (luma_row(img, y - 1), luma_row(img, y), luma_row(img, y + 1));
+    let inner = above
+        .iter()
+        .skip(1)
+        .zip(below.iter().skip(1))
+        .zip(row.windows(3));
+    for ((a, b), mid) in inner {
+        if let [l, c, r] = mid {
+            out.push(a + b + l + r - 4.0 * c);
+        }
+    }
 }
 
 /// Mean luma over its standard deviation (capped for flat images).
@@ -202,12 +256,10 @@ pub fn normalize_saturation(img: &RgbImage, reference: &RgbImage) -> RgbImage {
     let target = saturation_metric(reference);
     let mut hist = vec![0u64; BINS];
     for px in img.as_raw().chunks_exact(3) {
-        if let [r, g, b] = *px {
-            let s = rgb_to_hsv([r, g, b])[1];
-            let bin = ((s * (BINS - 1) as f32).round() as usize).min(BINS - 1);
-            if let Some(slot) = hist.get_mut(bin) {
-                *slot += 1;
-            }
+        let s = hsv_saturation(px);
+        let bin = ((s * (BINS - 1) as f32).round() as usize).min(BINS - 1);
+        if let Some(slot) = hist.get_mut(bin) {
+            *slot += 1;
         }
     }
     let n: u64 = hist.iter().sum();
@@ -263,60 +315,23 @@ pub fn normalize_contrast(img: &RgbImage, reference: &RgbImage) -> RgbImage {
     )
 }
 
-/// 4-neighbour Laplacian of a single-channel image, interior pixels only.
-fn laplacian(values: &[f32], w: usize, h: usize) -> Vec<f32> {
-    if w < 3 || h < 3 {
-        return Vec::new();
-    }
-    let mut out = Vec::with_capacity((w - 2) * (h - 2));
-    let rows: Vec<&[f32]> = values.chunks_exact(w).collect();
-    for three in rows.windows(3) {
-        if let [above, row, below] = three {
-            let inner = above
-                .iter()
-                .skip(1)
-                .zip(below.iter().skip(1))
-                .zip(row.windows(3));
-            for ((a, b), mid) in inner {
-                if let [l, c, r] = mid {
-                    out.push(a + b + l + r - 4.0 * c);
-                }
-            }
-        }
-    }
-    out
-}
-
-fn mean_abs(values: &[f32]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.iter().map(|v| f64::from(v.abs())).sum::<f64>() / values.len() as f64
-}
-
 /// PRE-005: an unsharp mask (gaussian, sigma 1) whose amount brings the edge
 /// strength ([`sharpness_metric`]) to the reference's: positive amounts
 /// sharpen a soft image, negative ones (down to −1, the blurred image)
 /// soften a harsh one. Amounts are bounded to −1…4.
 pub fn normalize_sharpness(img: &RgbImage, reference: &RgbImage) -> RgbImage {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    if w < 3 || h < 3 {
+    const SIGMA: f32 = 1.0;
+    if img.width() < 3 || img.height() < 3 {
         return img.clone();
     }
     let target = sharpness_metric(reference);
-    const SIGMA: f32 = 1.0;
-    let blurred = blur_f32(img, kernel_for(SIGMA), SIGMA);
-    let luma: Vec<f32> = img.as_raw().chunks_exact(3).map(luma_f32).collect();
-    let blurred_luma: Vec<f32> = blurred
-        .chunks_exact(3)
-        .map(|px| match *px {
-            [r, g, b] => LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b,
-            _ => 0.0,
-        })
-        .collect();
+    let blurred = gaussian_blur(img, kernel_for(SIGMA) as u32, SIGMA);
     // The Laplacian is linear, so the result's is a blend of these two.
-    let lap = laplacian(&luma, w, h);
-    let lap_blurred = laplacian(&blurred_luma, w, h);
+    let (mut lap, mut lap_blurred) = (Vec::new(), Vec::new());
+    for y in sampled_rows(img) {
+        laplacian_row(img, y, &mut lap);
+        laplacian_row(&blurred, y, &mut lap_blurred);
+    }
     let metric = |a: f64| -> f64 {
         let a = a as f32;
         let sum: f64 = lap
@@ -327,13 +342,7 @@ pub fn normalize_sharpness(img: &RgbImage, reference: &RgbImage) -> RgbImage {
         sum / lap.len().max(1) as f64
     };
     let amount = solve_increasing(metric, target, -1.0, 4.0) as f32;
-    let mut out = img.clone();
-    let buf: &mut [u8] = &mut out;
-    for (v, b) in buf.iter_mut().zip(&blurred) {
-        let x = f32::from(*v);
-        *v = to_u8(x + amount * (x - b));
-    }
-    out
+    blend_away(img, &blurred, amount)
 }
 
 /// PRE-008: histogram equalisation of each channel, applied only when the

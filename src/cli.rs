@@ -148,6 +148,19 @@ pub struct ServeArgs {
     /// Largest uploaded image, in bytes.
     #[arg(long, env = "TESSERA_MAX_UPLOAD_BYTES", default_value_t = 5 * 1024 * 1024)]
     pub max_upload_bytes: u64,
+    /// Augmentation runs per project.
+    #[arg(long, env = "TESSERA_MAX_AUGMENT_RUNS", default_value_t = 5)]
+    pub max_augment_runs: i64,
+    /// Preprocessing runs per project.
+    #[arg(long, env = "TESSERA_MAX_PREPROCESS_RUNS", default_value_t = 5)]
+    pub max_preprocess_runs: i64,
+    /// Run job workers inside this process (`false`: leave jobs to
+    /// `tessera worker` processes).
+    #[arg(long, env = "TESSERA_EMBEDDED_WORKERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub embedded_workers: bool,
+    /// Jobs the embedded workers run at once.
+    #[arg(long, env = "TESSERA_WORKER_SLOTS", default_value_t = 2)]
+    pub worker_slots: usize,
     /// NATS server with JetStream for jobs (`nats://[user:pass@]host:4222`);
     /// absent: the in-process bus.
     #[arg(long, env = "NATS_URL", hide_env_values = true)]

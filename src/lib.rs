@@ -3,6 +3,7 @@
 
 pub mod bus;
 pub mod cli;
+pub mod generation;
 pub mod http;
 pub mod identity;
 pub mod projects;
@@ -13,3 +14,4 @@ pub mod serve;
 pub mod service;
 pub mod storage;
 pub mod store;
+pub mod worker;

@@ -313,21 +313,64 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         store.appended(),
         stop_rx.clone(),
     )));
+    let projects = Arc::new(crate::projects::Projects::new(
+        store.clone(),
+        tessera_domain::project::ProjectLimits {
+            max_projects_per_user: args.max_projects,
+            max_originals_per_project: args.max_originals,
+            max_upload_bytes: args.max_upload_bytes,
+            ..Default::default()
+        },
+        objects.clone(),
+    ));
+    let generation = Arc::new(crate::generation::Generation::new(
+        store.clone(),
+        projects.clone(),
+        bus.clone(),
+        crate::generation::GenerationLimits {
+            max_augment_runs: args.max_augment_runs,
+            max_preprocess_runs: args.max_preprocess_runs,
+            ..Default::default()
+        },
+    ));
+    // Jobs of tasks that were running when the last process stopped.
+    match generation
+        .redispatch_unfinished(crate::generation::DEFAULT_POOL)
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "re-dispatched the jobs of unfinished tasks"),
+        Err(e) => tracing::warn!(error = %e, "cannot re-dispatch unfinished tasks"),
+    }
+    background.push(tokio::spawn(crate::reactor::run(
+        store.clone(),
+        Arc::new(crate::generation::Dispatcher {
+            generation: generation.clone(),
+            pool: crate::generation::DEFAULT_POOL.into(),
+        }),
+        store.appended(),
+        stop_rx.clone(),
+    )));
+    background.push(tokio::spawn(
+        generation.clone().consume_results(stop_rx.clone()),
+    ));
+    if args.embedded_workers {
+        for n in 0..args.worker_slots.max(1) {
+            background.push(tokio::spawn(crate::worker::run(
+                crate::worker::WorkerConfig::generate(crate::generation::DEFAULT_POOL, n),
+                bus.clone(),
+                objects.clone(),
+                stop_rx.clone(),
+            )));
+        }
+    }
     let state = web::Data::new(AppState {
         store: store.clone(),
         bus,
         metrics,
         identity,
-        projects: crate::projects::Projects::new(
-            store.clone(),
-            tessera_domain::project::ProjectLimits {
-                max_projects_per_user: args.max_projects,
-                max_originals_per_project: args.max_originals,
-                max_upload_bytes: args.max_upload_bytes,
-                ..Default::default()
-            },
-            objects,
-        ),
+        projects,
+        generation,
         auth_limits: crate::http::auth::AuthLimits::new(
             args.identity.trusted_proxies.clone(),
             args.identity.auth_rate_per_ip,

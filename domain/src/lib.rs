@@ -13,6 +13,7 @@ pub mod identity;
 pub mod mail;
 pub mod project;
 pub mod store;
+pub mod task;
 pub mod upcast;
 
 pub use error::DomainError;

@@ -121,6 +121,23 @@ impl Projection for DataItems {
                 }
                 project_id
             }
+            DataEvent::DataItemsSplit {
+                project_id,
+                assignments,
+                ..
+            } => {
+                for (filename, classtype) in &assignments {
+                    sqlx::query(
+                        "UPDATE data_items SET classtype = $1 WHERE project_id = $2 AND filename = $3",
+                    )
+                    .bind(classtype.as_str())
+                    .bind(&project_id)
+                    .bind(filename)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                project_id
+            }
         };
         regroup(conn, &project_id).await?;
         Ok(())
@@ -297,4 +314,22 @@ pub async fn seq_of(
         .bind(filename)
         .fetch_optional(conn)
         .await
+}
+
+/// Every item of one kind of a project, by file name: `(filename, s3_key)`.
+pub async fn of_kind(
+    conn: &mut AnyConnection,
+    project_id: &str,
+    kind: DataKind,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT filename, s3_key FROM data_items WHERE project_id = $1 AND kind = $2 ORDER BY filename",
+    )
+    .bind(project_id)
+    .bind(kind.as_str())
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+    .collect()
 }

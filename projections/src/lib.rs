@@ -17,6 +17,7 @@ use tessera_domain::RecordedEvent;
 pub mod data_items;
 pub mod event_counts;
 pub mod projects;
+pub mod tasks;
 pub mod users;
 
 /// Why a projection could not apply an event.
@@ -55,6 +56,7 @@ pub fn inline() -> Vec<Arc<dyn Projection>> {
         Arc::new(users::Users),
         Arc::new(projects::Projects),
         Arc::new(data_items::DataItems),
+        Arc::new(tasks::Tasks),
     ]
 }
 

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod envelope;
 pub mod error;
+pub mod generate;
 pub mod observe;
 pub mod ops;
 pub mod otp_api;
@@ -31,7 +32,8 @@ pub struct AppState {
     pub bus: Arc<dyn Bus>,
     pub metrics: PrometheusHandle,
     pub identity: Arc<Identity>,
-    pub projects: crate::projects::Projects,
+    pub projects: Arc<crate::projects::Projects>,
+    pub generation: Arc<crate::generation::Generation>,
     pub auth_limits: auth::AuthLimits,
 }
 
@@ -64,6 +66,8 @@ pub struct HttpLimits {
         projects::update_info, projects::delete, projects::create_sample,
         projects::upload_check, projects::upload_urls, projects::upload_update,
         projects::delete_images, projects::list_data,
+        generate::list_method, generate::images, generate::task_progress,
+        generate::task_progress_stream, generate::cancel,
     ),
     components(schemas(ops::Readiness, ops::Check, platform_auth::Tokens, users_api::UsersEnvelope)),
     modifiers(&BearerAuth)
@@ -110,6 +114,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, limit
         .service(Redoc::with_url("/docs", ApiDoc::openapi()))
         .configure(platform_auth::routes)
         .configure(projects::routes)
+        .configure(generate::routes)
         .configure(|c| users_api::routes(c, limits.max_body_bytes))
         .configure(|c| otp_api::routes(c, limits.max_body_bytes))
         .configure(|c| roles_api::routes(c, limits.max_body_bytes));

@@ -18,7 +18,7 @@ use crate::identity::{Principal, TokenUse};
 use crate::projects::Cursor;
 
 /// The caller: the body's ID token if present, else the bearer access token.
-async fn caller(
+pub(crate) async fn caller(
     state: &AppState,
     req: &HttpRequest,
     id_token: Option<&str>,
@@ -29,7 +29,7 @@ async fn caller(
     }
 }
 
-fn ok(data: Value) -> HttpResponse {
+pub(crate) fn ok(data: Value) -> HttpResponse {
     HttpResponse::Ok().json(Envelope::ok(data))
 }
 
@@ -152,11 +152,17 @@ pub async fn list_info(
     let projects = state.projects.list(&who).await?;
     let ids: Vec<&str> = projects.iter().map(|p| p.project_id.as_str()).collect();
     let groups = state.projects.groups(&ids).await?;
+    let running = state.projects.running_tasks(&ids).await?;
     let items: Vec<Value> = projects
         .iter()
         .map(|p| {
             let g = groups_json(groups.get(&p.project_id), false);
-            json!({"project_name": p.name, "project_id": p.project_id, "s3_prefix": p.s3_prefix, "ls_task": [], "groups": g.unwrap_or_else(|| json!({}))})
+            let ls_task: Vec<Value> = running
+                .iter()
+                .filter(|t| t.project_id == p.project_id)
+                .map(|t| json!({"task_id": t.task_id, "project_id": t.project_id}))
+                .collect();
+            json!({"project_name": p.name, "project_id": p.project_id, "s3_prefix": p.s3_prefix, "ls_task": ls_task, "groups": g.unwrap_or_else(|| json!({}))})
         })
         .collect();
     Ok(ok(Value::Array(items)))
@@ -173,12 +179,17 @@ pub async fn info(
     let who = caller(&state, &req, body.id_token.as_deref()).await?;
     let p = state.projects.by_name(&who, &body.project_name).await?;
     let groups = state.projects.groups(&[p.project_id.as_str()]).await?;
+    let running = state
+        .projects
+        .running_tasks(&[p.project_id.as_str()])
+        .await?;
+    let ls_task: Vec<&str> = running.iter().map(|t| t.task_id.as_str()).collect();
     Ok(ok(json!({
         "identity_id": p.identity_id,
         "project_name": p.name,
         "project_id": p.project_id,
-        "times_generated": 0,
-        "ls_task": [],
+        "times_generated": state.projects.times_generated(&p.project_id).await?,
+        "ls_task": ls_task,
         "groups": groups_json(groups.get(&p.project_id), true),
     })))
 }
@@ -201,11 +212,15 @@ pub async fn update_info(
             body.new_description.as_deref(),
         )
         .await?;
+    let running = state
+        .projects
+        .running_tasks(&[p.project_id.as_str()])
+        .await?;
     Ok(ok(json!({
         "project_id": p.project_id,
         "s3_prefix": p.s3_prefix,
         "is_sample": p.is_sample,
-        "gen_status": "FINISH",
+        "gen_status": if running.is_empty() { "FINISH" } else { "GENERATING" },
         "project_name": p.name.as_str(),
         "description": p.description,
     })))

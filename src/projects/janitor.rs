@@ -1,5 +1,5 @@
 //! Removes objects the log says are gone: the files of `DataItemsDeleted` and
-//! everything under a deleted project's prefix. A reactor with its own
+//! everything under a deleted project's prefix or a cancelled task's folder. A reactor with its own
 //! checkpoint, so removals interrupted by a crash or restart resume; deleting
 //! an absent object is not an error, so a replayed batch is harmless. A file
 //! that was recorded again after its deletion (same key) is left alone.
@@ -76,6 +76,31 @@ impl Reactor for Janitor {
                     .await
                     .map_err(|e| e.to_string())?;
                 tracing::info!(files = keys.len(), "removed deleted files from storage");
+            } else if e.stream_type == tessera_domain::task::STREAM_TYPE
+                && e.event_type == "TaskCancelled"
+            {
+                // A cancelled task's folder: what it recorded, and what jobs
+                // still in flight wrote.
+                let events = self
+                    .store
+                    .read_stream(&e.stream_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let Some(tessera_domain::task::TaskEvent::GenerationRequested {
+                    s3_prefix, ..
+                }) = events
+                    .first()
+                    .and_then(|f| tessera_projections::decode(f).ok())
+                else {
+                    continue;
+                };
+                if let Ok(key) = self.objects.object_key(&s3_prefix) {
+                    let folder = format!("{key}/{}/", e.stream_id);
+                    self.objects
+                        .delete_prefix(&folder)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
             } else if e.stream_type == STREAM_TYPE && e.event_type == "ProjectDeleted" {
                 let Some(prefix) = self.project_prefix(&e.stream_id).await? else {
                     continue;

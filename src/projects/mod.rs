@@ -228,11 +228,33 @@ impl Projects {
         .await
     }
 
-    /// Deletes a project (refused while tasks run; none can run yet).
+    /// Deletes a project (refused while tasks run).
     pub async fn delete(&self, who: &Principal, project_id: &str) -> Result<()> {
         let now = chrono::Utc::now().timestamp();
-        self.execute(who, project_id, |p| p.delete(0, now)).await?;
+        let running = {
+            let mut conn = self.store.pool().acquire().await?;
+            tessera_projections::tasks::running(&mut conn, &[project_id])
+                .await?
+                .len()
+        };
+        self.execute(who, project_id, |p| p.delete(running, now))
+            .await?;
         Ok(())
+    }
+
+    /// The unfinished tasks of the given projects.
+    pub async fn running_tasks(
+        &self,
+        project_ids: &[&str],
+    ) -> Result<Vec<tessera_projections::tasks::TaskRow>> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(tessera_projections::tasks::running(&mut conn, project_ids).await?)
+    }
+
+    /// How many augmentation runs a project has had.
+    pub async fn times_generated(&self, project_id: &str) -> Result<i64> {
+        let mut conn = self.store.pool().acquire().await?;
+        Ok(tessera_projections::tasks::times(&mut conn, project_id, "AUGMENT").await?)
     }
 }
 

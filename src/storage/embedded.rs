@@ -1,5 +1,5 @@
 //! The embedded S3 endpoint: a real S3 API (s3s, with SigV4 for headers and
-//! presigned URLs) over `<data dir>/objects` (s3s-fs), served on
+//! presigned URLs) over `<data dir>/objects` ([`super::disk`]), served on
 //! `TESSERA_S3_LISTEN`.
 //!
 //! Two kinds of caller:
@@ -177,7 +177,7 @@ pub async fn bind(
     };
     std::fs::create_dir_all(config.root.join(config.bucket))
         .map_err(|e| root_err(e.to_string()))?;
-    let fs = s3s_fs::FileSystem::new(config.root).map_err(|e| root_err(format!("{e:?}")))?;
+    let fs = super::disk::Disk::new(config.root).map_err(|e| root_err(e.to_string()))?;
     let mut builder = S3ServiceBuilder::new(fs);
     builder.set_auth(Auth {
         server: config.server.clone(),

@@ -5,6 +5,7 @@
 //! Keys in the API carry the bucket (`<bucket>/<identity_id>/<project_id>/<file>`,
 //! as the documents show); [`ObjectStore::object_key`] splits and checks them.
 
+pub mod disk;
 pub mod embedded;
 
 use std::time::Duration;

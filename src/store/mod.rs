@@ -234,6 +234,25 @@ impl SqlEventStore {
     }
 
     /// Checks the database answers.
+    /// Appends to several streams in one transaction: all or none (a command
+    /// whose facts belong to different aggregates, e.g. a task's batch and the
+    /// project's new data items).
+    pub async fn append_many(
+        &self,
+        writes: &[(StreamRef, ExpectedVersion, Vec<NewEvent>)],
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let mut tx = self.begin_write().await.map_err(backend)?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        for (stream, expected, events) in writes.iter().filter(|w| !w.2.is_empty()) {
+            outcomes.push(self.append_in(&mut tx, stream, *expected, events).await?);
+        }
+        tx.commit().await.map_err(backend)?;
+        let n: usize = writes.iter().map(|w| w.2.len()).sum();
+        metrics::counter!("tessera_events_appended_total").increment(n as u64);
+        self.signal_appended();
+        Ok(outcomes)
+    }
+
     /// The version of one stream (0 when it has no events): the guard a
     /// command that decides from read models appends with.
     pub async fn stream_version(&self, stream_id: &str) -> Result<i64, StoreError> {

@@ -4,4 +4,5 @@
 //! to object storage and report over the bus; they never touch the database.
 //! [`imaging`] is the pure pixel work of generation jobs.
 
+pub mod generate;
 pub mod imaging;

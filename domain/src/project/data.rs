@@ -143,6 +143,12 @@ pub enum DataEvent {
         items: Vec<Deleted>,
         at: i64,
     },
+    /// A generation task split these files into TRAIN / VAL / TEST.
+    DataItemsSplit {
+        project_id: String,
+        assignments: Vec<(String, ClassType)>,
+        at: i64,
+    },
 }
 
 impl DataEvent {
@@ -150,6 +156,7 @@ impl DataEvent {
         match self {
             DataEvent::DataItemsUploaded { .. } => "DataItemsUploaded",
             DataEvent::DataItemsDeleted { .. } => "DataItemsDeleted",
+            DataEvent::DataItemsSplit { .. } => "DataItemsSplit",
         }
     }
 }
@@ -312,7 +319,7 @@ pub fn plan_delete(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     const P: &str = "tessera/us-east-2:u/p_1";

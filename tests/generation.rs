@@ -1,0 +1,503 @@
+//! Generation over HTTP and S3 on every backend: the catalog, augmentation
+//! with a split and several methods, reproduction from the recorded seed,
+//! preprocessing (auto mode and the grayscale rule), per-image failures for
+//! corrupt and oversized images, and the checks of a request.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "a long and unusual passphrase";
+
+async fn call(server: &common::Server, path: &str, body: Value) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+struct Project {
+    token: String,
+    id: String,
+    prefix: String,
+    name: String,
+}
+
+async fn project_with(
+    server: &common::Server,
+    login: &Value,
+    name: &str,
+    files: &[(String, Vec<u8>)],
+) -> Project {
+    let token = login["id_token"].as_str().unwrap().to_owned();
+    let (s, body) = call(
+        server,
+        "/projects/create",
+        json!({"id_token": token, "project_name": name}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let id = body["data"]["project_id"].as_str().unwrap().to_owned();
+    let prefix = body["data"]["s3_prefix"].as_str().unwrap().to_owned();
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let (s, body) = call(
+        server,
+        "/projects/upload_urls",
+        json!({"id_token": token, "project_id": id, "ls_filename": names}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let http = reqwest::Client::new();
+    for (u, (_, bytes)) in body["data"].as_array().unwrap().iter().zip(files) {
+        let r = http
+            .put(u["url"].as_str().unwrap())
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let infos: Vec<Value> = files
+        .iter()
+        .map(|(n, b)| json!({"s3_key": format!("{prefix}/{n}"), "filename": n, "hash": "h", "size": b.len()}))
+        .collect();
+    let (s, body) = call(
+        server,
+        "/projects/upload_update",
+        json!({"id_token": token, "project_id": id, "project_name": name, "ls_object_info": infos}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    Project {
+        token,
+        id,
+        prefix,
+        name: name.to_owned(),
+    }
+}
+
+async fn wait_for_end(server: &common::Server, token: &str, task_id: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (s, body) = call(
+            server,
+            "/generate/task_progress",
+            json!({"id_token": token, "task_id": task_id}),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        let status = body["data"]["status"].as_str().unwrap().to_owned();
+        if matches!(
+            status.as_str(),
+            "FINISH" | "FINISH_ERROR" | "ERROR" | "CANCEL"
+        ) {
+            return body["data"].clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "task stuck: {body}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn items(server: &common::Server, p: &Project, kind: &str) -> Vec<Value> {
+    let (s, body) = call(
+        server,
+        "/projects/list_data",
+        json!({"id_token": p.token, "project_id": p.id, "type_method": kind, "num_limit": 500}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body["data"]["next_token"].is_null());
+    body["data"]["items"].as_array().unwrap().clone()
+}
+
+async fn get(s3: &aws_sdk_s3::Client, bucket: &str, s3_key: &str) -> Vec<u8> {
+    let key = s3_key.strip_prefix(&format!("{bucket}/")).unwrap();
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+/// A 1×1 PNG whose header claims 60000×60000 (CRC fixed, so only the size
+/// gives it away).
+fn forged_png() -> Vec<u8> {
+    let mut png = common::png(1, 1, 1);
+    // IHDR data starts at byte 16: width, height (big endian).
+    png[16..20].copy_from_slice(&60000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&60000u32.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for b in bytes {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn augment_preprocess_and_reproduce() {
+    for backend in common::backends() {
+        eprintln!("generation on {}", backend.name());
+        let bucket = format!("g{}", uuid::Uuid::new_v4().simple());
+        let server = common::Server::start_with(&backend, &[("S3_BUCKET", &bucket)]).await;
+        let login = common::signed_up_user(&server, "gina", PASSWORD).await;
+        let s3 = common::user_s3(&server, &login);
+        let files: Vec<(String, Vec<u8>)> = (0..30)
+            .map(|i| (format!("img_{i:02}.png"), common::png(i, 64 + i, 48)))
+            .collect();
+        let p = project_with(&server, &login, "gen", &files).await;
+
+        // The catalog.
+        let (s, body) = call(
+            &server,
+            "/generate/list_method",
+            json!({"id_token": p.token}),
+        )
+        .await;
+        assert_eq!(s, 200);
+        let aug: Vec<&str> = body["data"]["augmentation"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["method_id"].as_str().unwrap())
+            .collect();
+        let pre: Vec<&str> = body["data"]["preprocessing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["method_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(aug.len(), 18);
+        assert!(!pre.contains(&"PRE-007") && pre.len() == 9, "{pre:?}");
+        assert_eq!(
+            body["data"]["augmentation"][0]["method_name"],
+            "random_rotate"
+        );
+
+        // Requests that must be refused, each with nothing recorded.
+        let base = json!({"id_token": p.token, "project_id": p.id, "project_name": p.name, "ls_method_id": ["AUG-003"], "num_aug_p_img": 1, "data_number": [20, 5, 5]});
+        let with = |k: &str, v: Value| {
+            let mut b = base.clone();
+            b[k] = v;
+            b
+        };
+        for (bad, status) in [
+            (with("ls_method_id", json!(["AUG-999"])), 400),
+            (with("ls_method_id", json!(["PRE-007"])), 400),
+            (with("ls_method_id", json!(["AUG-003", "PRE-001"])), 400),
+            (with("data_number", json!([20, 20, 20])), 400),
+            (with("data_number", json!([20, -1, 0])), 400),
+            (with("data_number", json!([0, 5, 5])), 400),
+            (with("data_number", json!([1, 2])), 400),
+            (with("num_aug_p_img", json!(0)), 400),
+            (with("num_aug_p_img", json!(6)), 400),
+            (with("project_id", json!("someone_else_0123")), 404),
+            (with("parameters", json!({"AUG-003": {"nope": 1}})), 400),
+        ] {
+            let (s, body) = call(&server, "/generate/images", bad.clone()).await;
+            assert_eq!(s.as_u16(), status, "{bad} -> {body}");
+        }
+
+        // Augment: 20 TRAIN images × 3 outputs, several methods.
+        let request = with(
+            "ls_method_id",
+            json!(["AUG-003", "AUG-011", "AUG-014", "AUG-000"]),
+        );
+        let request = {
+            let mut r = request;
+            r["num_aug_p_img"] = json!(3);
+            r
+        };
+        let (s, body) = call(&server, "/generate/images", request.clone()).await;
+        assert_eq!(s, 200, "{body}");
+        let task = body["data"]["task_id"].as_str().unwrap().to_owned();
+        let seed = body["data"]["seed"].as_u64().unwrap();
+        assert_eq!(body["data"]["times_generated"], 1);
+        let end = wait_for_end(&server, &p.token, &task).await;
+        assert_eq!(end["status"], "FINISH", "{end}");
+        assert_eq!(
+            (
+                end["number_finished"].as_i64(),
+                end["number_gen_images"].as_i64()
+            ),
+            (Some(60), Some(60))
+        );
+        let augmented = items(&server, &p, "AUGMENT").await;
+        assert_eq!(augmented.len(), 60);
+        assert!(augmented.iter().all(|i| i["classtype"] == "TRAIN"));
+        assert!(augmented.iter().all(|i| i["s3_key"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/{task}/", p.prefix))));
+        let (_, info) = call(
+            &server,
+            "/projects/info",
+            json!({"id_token": p.token, "project_name": p.name}),
+        )
+        .await;
+        assert_eq!(
+            info["data"]["groups"]["ORIGINAL"]["data_number"],
+            json!([20, 5, 5])
+        );
+        assert_eq!(info["data"]["groups"]["AUGMENT"]["count"], 60);
+        assert_eq!(info["data"]["times_generated"], 1);
+        let originals = items(&server, &p, "ORIGINAL").await;
+        let split: BTreeMap<&str, usize> = originals.iter().fold(BTreeMap::new(), |mut m, i| {
+            *m.entry(i["classtype"].as_str().unwrap()).or_default() += 1;
+            m
+        });
+        assert_eq!(
+            split,
+            BTreeMap::from([("TEST", 5), ("TRAIN", 20), ("VAL", 5)])
+        );
+        // Real images in storage, of the recorded size.
+        for item in augmented.iter().take(6) {
+            let bytes = get(&s3, &bucket, item["s3_key"].as_str().unwrap()).await;
+            assert_eq!(bytes.len() as i64, item["size"].as_i64().unwrap());
+            image::load_from_memory(&bytes).unwrap();
+        }
+
+        // The same seed on the same data: byte-identical outputs.
+        let mut again = request.clone();
+        again["seed"] = json!(seed);
+        let (s, body) = call(&server, "/generate/images", again).await;
+        assert_eq!(s, 200, "{body}");
+        let task2 = body["data"]["task_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            wait_for_end(&server, &p.token, &task2).await["status"],
+            "FINISH"
+        );
+        let by_task = |t: &str| -> BTreeMap<String, String> {
+            let short: String = t
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(8)
+                .collect();
+            items_cache(&augmented, t, &short)
+        };
+        let all_aug = items(&server, &p, "AUGMENT").await;
+        assert_eq!(all_aug.len(), 120);
+        let first = by_task(&task);
+        let second = items_cache(
+            &all_aug,
+            &task2,
+            &task2
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(8)
+                .collect::<String>(),
+        );
+        assert_eq!(first.len(), 60);
+        assert_eq!(
+            first.keys().collect::<Vec<_>>(),
+            second.keys().collect::<Vec<_>>()
+        );
+        for (logical, key) in first.iter().take(12) {
+            let a = get(&s3, &bucket, key).await;
+            let b = get(&s3, &bucket, &second[logical]).await;
+            assert!(a == b, "{logical} differs between runs with seed {seed}");
+        }
+
+        // Preprocessing, auto mode: every image once.
+        let pre = json!({"id_token": p.token, "project_id": p.id, "project_name": p.name, "ls_method_id": [], "data_number": [30, 0, 0]});
+        let (s, body) = call(&server, "/generate/images", pre).await;
+        assert_eq!(s, 200, "{body}");
+        let t = body["data"]["task_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            wait_for_end(&server, &p.token, &t).await["status"],
+            "FINISH"
+        );
+        let pre_items = items(&server, &p, "PREPROCESS").await;
+        assert_eq!(pre_items.len(), 30);
+        assert!(!pre_items[0]["gen_id"].as_str().unwrap().contains("PRE-001"));
+        // The grayscale rule: with PRE-001 only PRE-000/001/009 run; the
+        // new set replaces the old one.
+        let gray = json!({"id_token": p.token, "project_id": p.id, "project_name": p.name, "ls_method_id": ["PRE-001", "PRE-002"], "data_number": [30, 0, 0]});
+        let (s, body) = call(&server, "/generate/images", gray).await;
+        assert_eq!(s, 200, "{body}");
+        let t = body["data"]["task_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            wait_for_end(&server, &p.token, &t).await["status"],
+            "FINISH"
+        );
+        let pre_items = items(&server, &p, "PREPROCESS").await;
+        assert_eq!(
+            pre_items.len(),
+            30,
+            "the previous PREPROCESS set is replaced"
+        );
+        assert!(
+            pre_items.iter().all(|i| i["gen_id"] == "PRE-001"),
+            "{pre_items:?}"
+        );
+        let bytes = get(&s3, &bucket, pre_items[0]["s3_key"].as_str().unwrap()).await;
+        let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
+        assert!(
+            img.pixels().all(|p| p[0] == p[1] && p[1] == p[2]),
+            "grayscale"
+        );
+
+        // Corrupt and oversized images fail alone; the task ends FINISH_ERROR.
+        let mut mixed: Vec<(String, Vec<u8>)> = (0..4)
+            .map(|i| (format!("ok_{i}.png"), common::png(50 + i, 20, 20)))
+            .collect();
+        mixed.push((
+            "corrupt.png".into(),
+            b"\x89PNG\r\n\x1a\nthis is not an image".to_vec(),
+        ));
+        mixed.push(("huge.png".into(), forged_png()));
+        let q = project_with(&server, &login, "broken", &mixed).await;
+        let req = json!({"id_token": q.token, "project_id": q.id, "project_name": q.name, "ls_method_id": ["AUG-004"], "num_aug_p_img": 2, "data_number": [6, 0, 0]});
+        let (s, body) = call(&server, "/generate/images", req).await;
+        assert_eq!(s, 200, "{body}");
+        let t = body["data"]["task_id"].as_str().unwrap().to_owned();
+        let end = wait_for_end(&server, &q.token, &t).await;
+        assert_eq!(end["status"], "FINISH_ERROR", "{end}");
+        assert_eq!(end["number_finished"], 8);
+        let failed: Vec<&str> = end["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["filename"].as_str().unwrap())
+            .collect();
+        assert_eq!(failed, ["corrupt.png", "huge.png"]);
+        assert_eq!(items(&server, &q, "AUGMENT").await.len(), 8);
+
+        let out = server.cli(&["projections", "verify"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+/// Augment outputs of one task by their name without the task's short id.
+fn items_cache(items: &[Value], task: &str, short: &str) -> BTreeMap<String, String> {
+    items
+        .iter()
+        .filter(|i| i["s3_key"].as_str().unwrap().contains(&format!("/{task}/")))
+        .map(|i| {
+            (
+                i["filename"].as_str().unwrap().replace(short, ""),
+                i["s3_key"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// With no workers running, a task waits: a second one in the same project
+/// and deleting the project are refused; cancel ends it; the live progress
+/// stream reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_waiting_task_blocks_and_cancels() {
+    let backend = common::backends().remove(0);
+    let server =
+        common::Server::start_with(&backend, &[("TESSERA_EMBEDDED_WORKERS", "false")]).await;
+    let login = common::signed_up_user(&server, "hank", PASSWORD).await;
+    let files: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| (format!("a{i}.png"), common::png(i, 10, 10)))
+        .collect();
+    let p = project_with(&server, &login, "waiting", &files).await;
+    let req = json!({"id_token": p.token, "project_id": p.id, "project_name": p.name, "ls_method_id": ["AUG-003"], "data_number": [3, 0, 0]});
+    let (s, body) = call(&server, "/generate/images", req.clone()).await;
+    assert_eq!(s, 200, "{body}");
+    let task = body["data"]["task_id"].as_str().unwrap().to_owned();
+    let (s, body) = call(&server, "/generate/images", req.clone()).await;
+    assert_eq!(s, 409, "{body}");
+    let (s, body) = call(
+        &server,
+        "/projects/delete",
+        json!({"id_token": p.token, "project_id": p.id}),
+    )
+    .await;
+    assert_eq!(s, 409, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("1 tasks"),
+        "{body}"
+    );
+    let (_, info) = call(
+        &server,
+        "/projects/info",
+        json!({"id_token": p.token, "project_name": p.name}),
+    )
+    .await;
+    assert_eq!(info["data"]["ls_task"], json!([task]));
+
+    // The push channel: the first event is the current state.
+    let url = server.url(&format!(
+        "/generate/task_progress/stream?task_id={task}&id_token={}",
+        p.token
+    ));
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut r = r;
+    let first = String::from_utf8(r.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    assert!(
+        first.starts_with("data: ") && first.contains(&task),
+        "{first}"
+    );
+    let other = common::signed_up_user(&server, "ivy", PASSWORD).await;
+    let foreign = server.url(&format!(
+        "/generate/task_progress/stream?task_id={task}&id_token={}",
+        other["id_token"].as_str().unwrap()
+    ));
+    assert_eq!(reqwest::get(&foreign).await.unwrap().status(), 404);
+
+    let (s, body) = call(
+        &server,
+        "/generate/cancel",
+        json!({"id_token": p.token, "task_id": task}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    // The stream reports the end and closes.
+    let mut rest = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        rest.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(rest.contains("\"CANCEL\""), "{rest}");
+    let (s, _) = call(
+        &server,
+        "/generate/cancel",
+        json!({"id_token": p.token, "task_id": task}),
+    )
+    .await;
+    assert_eq!(s, 409);
+    let (s, body) = call(&server, "/generate/images", req).await;
+    assert_eq!(s, 200, "a cancelled task no longer blocks: {body}");
+}

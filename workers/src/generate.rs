@@ -1,0 +1,140 @@
+//! The generation job: for each source of a batch, read it from object
+//! storage, run each output's steps, write the output back, and report what
+//! was made (name, key, size, hash) and which images failed and why.
+//!
+//! A problem with one image (corrupt, too large, a method's limit) fails that
+//! image only. A problem with storage fails the whole job, which the bus then
+//! redelivers; outputs are deterministic, so a rerun writes the same bytes to
+//! the same keys.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sha2::Digest;
+use tessera_domain::project::data::{DataItem, DataKind};
+use tessera_domain::task::{GenerateJob, GenerateResult, ImageFailure, TaskKind};
+
+use crate::imaging::{self, DecodeLimits};
+
+/// Why an object could not be read or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectError {
+    #[error("{0} is not in storage")]
+    Missing(String),
+    #[error("object storage: {0}")]
+    Unavailable(String),
+}
+
+/// The object storage a worker sees.
+#[async_trait::async_trait]
+pub trait Objects: Send + Sync {
+    async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectError>;
+    async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ObjectError>;
+}
+
+/// Runs one job. `heartbeat` is called after every image, so a long job is
+/// not taken for a dead one. An error means the job should be retried.
+pub async fn run_job<F, Fut>(
+    job: &GenerateJob,
+    objects: &dyn Objects,
+    limits: DecodeLimits,
+    heartbeat: F,
+) -> Result<GenerateResult, ObjectError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let kind = match job.kind {
+        TaskKind::Augment => DataKind::Augment,
+        TaskKind::Preprocess => DataKind::Preprocess,
+    };
+    // Reference images, decoded once per job.
+    let mut references = BTreeMap::new();
+    let mut reference_error = None;
+    for (method, key) in &job.references {
+        let bytes = objects.get(key).await?;
+        match tokio::task::spawn_blocking(move || imaging::decode(&bytes, &limits)).await {
+            Ok(Ok(decoded)) => {
+                references.insert(method.clone(), decoded.image);
+            }
+            Ok(Err(e)) => reference_error = Some(format!("reference image of {method}: {e}")),
+            Err(e) => return Err(ObjectError::Unavailable(e.to_string())),
+        }
+    }
+    let references = Arc::new(references);
+    let mut outputs = Vec::new();
+    let mut failures = Vec::new();
+    for item in &job.items {
+        if let Some(reason) = &reference_error {
+            failures.push(ImageFailure {
+                filename: item.filename.clone(),
+                reason: reason.clone(),
+            });
+            continue;
+        }
+        let source = match objects.get(&item.key).await {
+            Ok(bytes) => Arc::new(bytes),
+            Err(ObjectError::Missing(_)) => {
+                failures.push(ImageFailure {
+                    filename: item.filename.clone(),
+                    reason: "the source image is no longer in storage".into(),
+                });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut made = Vec::with_capacity(item.outputs.len());
+        let mut failed = None;
+        for out in &item.outputs {
+            let steps = out.steps.clone();
+            let source = source.clone();
+            let refs = references.clone();
+            let processed = tokio::task::spawn_blocking(move || {
+                imaging::process(&source, &limits, &steps, |m| refs.get(m))
+            })
+            .await
+            .map_err(|e| ObjectError::Unavailable(format!("image work stopped: {e}")))?;
+            match processed {
+                Ok((bytes, format)) => {
+                    let hash = hex::encode(sha2::Sha256::digest(&bytes));
+                    let size = bytes.len() as u64;
+                    objects.put(&out.key, bytes, format.content_type()).await?;
+                    made.push(DataItem {
+                        filename: out.filename.clone(),
+                        s3_key: out.s3_key.clone(),
+                        size,
+                        hash,
+                        kind,
+                        gen_id: out
+                            .steps
+                            .iter()
+                            .map(|s| s.method_id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        classtype: Some(item.classtype),
+                    });
+                }
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+            heartbeat().await;
+        }
+        match failed {
+            // An image fails whole: none of its outputs are reported.
+            Some(reason) => failures.push(ImageFailure {
+                filename: item.filename.clone(),
+                reason,
+            }),
+            None => outputs.extend(made),
+        }
+    }
+    Ok(GenerateResult {
+        task_id: job.task_id.clone(),
+        batch_no: job.batch_no,
+        outputs,
+        failures,
+        error: None,
+    })
+}

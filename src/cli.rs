@@ -20,6 +20,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start-up: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the API, the projections and job dispatch (the default).
     Serve(ServeArgs),
@@ -30,6 +32,9 @@ pub enum Command {
         #[command(subcommand)]
         action: ProjectionsAction,
     },
+    /// Run job workers: they take jobs from the shared bus and work on object
+    /// storage, never on the database.
+    Worker(WorkerArgs),
     /// Watch the event stream on NATS.
     Events {
         #[command(subcommand)]
@@ -161,10 +166,46 @@ pub struct ServeArgs {
     /// Jobs the embedded workers run at once.
     #[arg(long, env = "TESSERA_WORKER_SLOTS", default_value_t = 2)]
     pub worker_slots: usize,
+    /// The worker pool generation jobs go to.
+    #[arg(long, env = "TESSERA_WORKER_POOL", default_value = "default")]
+    pub pool: String,
+    /// Seconds without a heartbeat after which a job is given to another
+    /// worker.
+    #[arg(long, env = "TESSERA_JOB_ACK_WAIT_SECS", default_value_t = 30)]
+    pub ack_wait_secs: u64,
     /// NATS server with JetStream for jobs (`nats://[user:pass@]host:4222`);
     /// absent: the in-process bus.
     #[arg(long, env = "NATS_URL", hide_env_values = true)]
     pub nats_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// The server's data dir: with the embedded S3 endpoint, the worker finds
+    /// its address (`s3.addr`) and key (`secret.key`) there.
+    #[arg(long, env = "TESSERA_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The shared bus (NATS with JetStream).
+    #[arg(long, env = "NATS_URL", hide_env_values = true)]
+    pub nats_url: String,
+    /// The master secret, when the server was given one.
+    #[arg(long, env = "TESSERA_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Job kinds to take (generate).
+    #[arg(long, value_delimiter = ',', default_value = "generate")]
+    pub jobs: Vec<String>,
+    /// The worker pool whose generation jobs to take.
+    #[arg(long, env = "TESSERA_WORKER_POOL", default_value = "default")]
+    pub pool: String,
+    /// Jobs run at once.
+    #[arg(long, env = "TESSERA_WORKER_SLOTS", default_value_t = 2)]
+    pub slots: usize,
+    /// Seconds without a heartbeat after which a job is given to another
+    /// worker.
+    #[arg(long, env = "TESSERA_JOB_ACK_WAIT_SECS", default_value_t = 30)]
+    pub ack_wait_secs: u64,
 }
 
 /// Object storage: an external S3 (`S3_ENDPOINT` and keys) or, by default, the

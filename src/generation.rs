@@ -376,12 +376,13 @@ impl Generation {
     }
 
     /// Records one batch result (idempotent: a batch is recorded once).
-    pub async fn record(&self, result: GenerateResult) -> Result<()> {
+    /// `false`: the task is not in this deployment's log (another server
+    /// sharing the bus may know it).
+    pub async fn record(&self, result: GenerateResult) -> Result<bool> {
         for _ in 0..8 {
             let (events, version) = self.load(&result.task_id).await?;
             let Some(task) = Task::fold(&events) else {
-                tracing::warn!(task_id = %result.task_id, "result for an unknown task dropped");
-                return Ok(());
+                return Ok(false);
             };
             let at = now();
             let (new, data) = if let Some(error) = &result.error {
@@ -404,7 +405,7 @@ impl Generation {
                         })
                         .collect();
                     self.projects.objects().delete(&keys).await?;
-                    return Ok(());
+                    return Ok(true);
                 }
                 let new = task.record_batch(
                     result.batch_no,
@@ -438,7 +439,7 @@ impl Generation {
                     if ends_preprocess {
                         self.replace_previous_preprocess(&task).await?;
                     }
-                    return Ok(());
+                    return Ok(true);
                 }
                 Err(ServiceError::Store(StoreError::Conflict { .. })) => continue,
                 Err(e) => return Err(e),
@@ -586,8 +587,14 @@ impl Generation {
                 }
             };
             match outcome {
-                Ok(()) => {
+                Ok(true) => {
                     let _ = delivery.acker.ack().await;
+                }
+                Ok(false) => {
+                    tracing::warn!(
+                        "a batch result for a task this log does not hold; leaving it to others"
+                    );
+                    let _ = delivery.acker.nak(Duration::from_secs(1)).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "recording a batch result failed; redelivering");

@@ -41,6 +41,7 @@ async fn main() -> ExitCode {
         match cli.command {
             None => serve::serve(cli.serve).await?,
             Some(Command::Serve(args)) => serve::serve(args).await?,
+            Some(Command::Worker(args)) => tessera::worker::main(args).await?,
             Some(Command::Projections { store, action }) => {
                 std::fs::create_dir_all(&store.data_dir)?;
                 let db = SqlEventStore::connect(&store.database_url(), 4).await?;

@@ -334,10 +334,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         },
     ));
     // Jobs of tasks that were running when the last process stopped.
-    match generation
-        .redispatch_unfinished(crate::generation::DEFAULT_POOL)
-        .await
-    {
+    match generation.redispatch_unfinished(&args.pool).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(jobs = n, "re-dispatched the jobs of unfinished tasks"),
         Err(e) => tracing::warn!(error = %e, "cannot re-dispatch unfinished tasks"),
@@ -346,7 +343,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         store.clone(),
         Arc::new(crate::generation::Dispatcher {
             generation: generation.clone(),
-            pool: crate::generation::DEFAULT_POOL.into(),
+            pool: args.pool.clone(),
         }),
         store.appended(),
         stop_rx.clone(),
@@ -357,7 +354,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     if args.embedded_workers {
         for n in 0..args.worker_slots.max(1) {
             background.push(tokio::spawn(crate::worker::run(
-                crate::worker::WorkerConfig::generate(crate::generation::DEFAULT_POOL, n),
+                crate::worker::WorkerConfig::generate(
+                    &args.pool,
+                    n,
+                    Duration::from_secs(args.ack_wait_secs.max(1)),
+                ),
                 bus.clone(),
                 objects.clone(),
                 stop_rx.clone(),
@@ -426,7 +427,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -24,10 +24,10 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// A slot consuming the generation jobs of `pool`.
-    pub fn generate(pool: &str, slot: usize) -> WorkerConfig {
+    pub fn generate(pool: &str, slot: usize, ack_wait: Duration) -> WorkerConfig {
         WorkerConfig {
             consumer: ConsumerConfig {
-                ack_wait: Duration::from_secs(30),
+                ack_wait,
                 max_deliver: 5,
                 ..ConsumerConfig::new(format!("workers-generate-{pool}"), job_subject(pool))
             },
@@ -154,4 +154,79 @@ pub async fn run(
             }
         }
     }
+}
+
+/// `tessera worker`: job slots on the shared bus until SIGTERM / SIGINT.
+pub async fn main(args: crate::cli::WorkerArgs) -> Result<(), String> {
+    if let Some(kind) = args.jobs.iter().find(|j| j.as_str() != "generate") {
+        return Err(format!("unknown job kind {kind}; known: generate"));
+    }
+    let bus = crate::bus::nats::NatsBus::connect(&args.nats_url)
+        .await
+        .map_err(|e| format!("NATS at {}: {e}", crate::store::redact(&args.nats_url)))?;
+    let bus: Arc<dyn Bus> = Arc::new(bus);
+    let config = match args
+        .storage
+        .s3_endpoint
+        .as_deref()
+        .filter(|e| !e.is_empty())
+    {
+        Some(endpoint) => crate::storage::StorageConfig {
+            endpoint: endpoint.to_owned(),
+            bucket: args.storage.bucket.clone(),
+            region: args.storage.s3_region.clone(),
+            access_key: args
+                .storage
+                .s3_access_key
+                .clone()
+                .ok_or("S3_ACCESS_KEY_ID is required with S3_ENDPOINT")?,
+            secret_key: args
+                .storage
+                .s3_secret_key
+                .clone()
+                .ok_or("S3_SECRET_ACCESS_KEY is required with S3_ENDPOINT")?,
+        },
+        None => {
+            let addr = std::fs::read_to_string(args.data_dir.join("s3.addr")).map_err(|e| {
+                format!(
+                    "no S3_ENDPOINT and no embedded endpoint in {} ({e}); start `tessera serve` with this data dir first",
+                    args.data_dir.display()
+                )
+            })?;
+            let secrets =
+                crate::identity::secrets::Secrets::load(args.secret.as_deref(), &args.data_dir)
+                    .map_err(|e| e.to_string())?;
+            let key = crate::serve::embedded_server_key(&secrets);
+            crate::storage::StorageConfig {
+                endpoint: format!("http://{}", addr.trim()),
+                bucket: args.storage.bucket.clone(),
+                region: args.storage.s3_region.clone(),
+                access_key: key.access_key,
+                secret_key: key.secret_key,
+            }
+        }
+    };
+    let objects = ObjectStore::new(&config);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut slots = Vec::new();
+    for slot in 0..args.slots.max(1) {
+        slots.push(tokio::spawn(run(
+            WorkerConfig::generate(
+                &args.pool,
+                slot,
+                Duration::from_secs(args.ack_wait_secs.max(1)),
+            ),
+            bus.clone(),
+            objects.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    tracing::info!(pool = %args.pool, slots = args.slots, storage = %config.endpoint, "worker started");
+    crate::serve::wait_for_signal().await;
+    tracing::info!("worker stopping after the current jobs");
+    let _ = stop_tx.send(true);
+    for s in slots {
+        let _ = s.await;
+    }
+    Ok(())
 }

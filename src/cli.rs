@@ -193,7 +193,7 @@ pub struct WorkerArgs {
     pub secret: Option<String>,
     #[command(flatten)]
     pub storage: StorageArgs,
-    /// Job kinds to take (generate).
+    /// Job kinds to take (generate; compress is accepted and not served yet).
     #[arg(long, value_delimiter = ',', default_value = "generate")]
     pub jobs: Vec<String>,
     /// The worker pool whose generation jobs to take.

@@ -1,6 +1,6 @@
 //! Generation: requests become a `Task` (seed, split, methods, batches); the
 //! dispatcher (a reactor) turns each request into jobs on the bus; workers
-//! report batch results on `tessera.jobs.results`, which the core records
+//! report batch results on `tessera.results.generate`, which the core records
 //! once per batch, together with the project's new data items, in one
 //! transaction.
 
@@ -35,7 +35,7 @@ pub fn job_subject(pool: &str) -> String {
 /// The pool jobs go to unless a pool is assigned.
 pub const DEFAULT_POOL: &str = "default";
 /// Where workers report batch results.
-pub const RESULTS_SUBJECT: &str = "tessera.jobs.results";
+pub const RESULTS_SUBJECT: &str = "tessera.results.generate";
 
 #[derive(Debug, Clone, Copy)]
 pub struct GenerationLimits {

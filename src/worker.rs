@@ -158,8 +158,17 @@ pub async fn run(
 
 /// `tessera worker`: job slots on the shared bus until SIGTERM / SIGINT.
 pub async fn main(args: crate::cli::WorkerArgs) -> Result<(), String> {
-    if let Some(kind) = args.jobs.iter().find(|j| j.as_str() != "generate") {
-        return Err(format!("unknown job kind {kind}; known: generate"));
+    if let Some(kind) = args
+        .jobs
+        .iter()
+        .find(|j| !matches!(j.as_str(), "generate" | "compress"))
+    {
+        return Err(format!(
+            "unknown job kind {kind}; known: generate, compress"
+        ));
+    }
+    if !args.jobs.iter().any(|j| j == "generate") {
+        return Err("this worker takes generation jobs only so far: --jobs generate".into());
     }
     let bus = crate::bus::nats::NatsBus::connect(&args.nats_url)
         .await

@@ -74,7 +74,9 @@ impl NatsBus {
     async fn ensure_streams(&self) -> Result<(), BusError> {
         let jobs = stream::Config {
             name: JOBS_STREAM.into(),
-            subjects: vec!["tessera.jobs.>".into()],
+            // Jobs, and the results workers report back (nats.conf lets
+            // workers publish results but never jobs).
+            subjects: vec!["tessera.jobs.>".into(), "tessera.results.>".into()],
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             duplicate_window: DUPLICATE_WINDOW,
@@ -122,7 +124,9 @@ impl NatsBus {
 #[async_trait]
 impl Bus for NatsBus {
     async fn publish(&self, job: Job) -> Result<(), BusError> {
-        if !job.subject.starts_with("tessera.jobs.") || job.subject.contains(['*', '>', ' ']) {
+        let in_stream =
+            job.subject.starts_with("tessera.jobs.") || job.subject.starts_with("tessera.results.");
+        if !in_stream || job.subject.contains(['*', '>', ' ']) {
             return Err(BusError::Invalid(format!(
                 "bad job subject {:?}",
                 job.subject

@@ -9,13 +9,16 @@
 //!
 //! Run: `cargo bench --bench projects` (PostgreSQL at
 //! `TESSERA_BENCH_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`).
-//! Prints a Markdown table.
+//! Prints a Markdown table. `BENCH_SERVER_LOG=warn,s3s::service=debug` logs
+//! the S3 endpoint's per-request times into the server log; `BENCH_KEEP=1`
+//! keeps the data dir.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde_json::{json, Value};
 use sqlx::Connection;
 use tessera::store::SqlEventStore;
@@ -114,8 +117,7 @@ async fn run() {
             "--email",
             "bench@example.com",
         ])
-        .arg("--data-dir")
-        .arg(&dir)
+        .env("TESSERA_DATA_DIR", &dir)
         .env("DATABASE_URL", &database_url)
         .env("TESSERA_ADMIN_PASSWORD", password)
         .output()
@@ -138,7 +140,10 @@ async fn run() {
             .env("TESSERA_MAX_ORIGINALS", "1000000")
             .env("TESSERA_AUTH_RATE_PER_IP", "100000")
             .env("TESSERA_AUTH_RATE_PER_ACCOUNT", "100000")
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -293,6 +298,20 @@ async fn run() {
         list_samples.push(post(&http, &format!("{api}/projects/list_info"), &list_info).await);
         ceiling_samples.push(post(&http, &ceiling_url, &list_info).await);
     }
+    // The storage part alone: 500 HEADs, 32 in flight, as upload_update does.
+    let mut head_samples = Vec::with_capacity(UPLOAD_CALLS);
+    for _ in 0..UPLOAD_CALLS {
+        let started = Instant::now();
+        let heads = (0..BATCH).map(|i| {
+            s3.head_object()
+                .bucket(bucket)
+                .key(format!("{key_prefix}/up_{i:03}.jpg"))
+                .send()
+        });
+        let done: Vec<_> = futures::stream::iter(heads).buffered(32).collect().await;
+        assert!(done.iter().all(Result::is_ok));
+        head_samples.push(started.elapsed());
+    }
     let mut upload_samples = Vec::with_capacity(UPLOAD_CALLS);
     for _ in 0..UPLOAD_CALLS {
         upload_samples.push(post(&http, &format!("{api}/projects/upload_update"), &upload).await);
@@ -318,6 +337,7 @@ async fn run() {
     let list = stats(list_samples);
     let ceil = stats(ceiling_samples);
     let up = stats(upload_samples);
+    let heads = stats(head_samples);
     println!(
         "| operation (PostgreSQL, {} items in {PROJECTS} projects) | p50 | p99 | mean | p50 vs ceiling |",
         total
@@ -343,10 +363,19 @@ async fn run() {
         ms(up.mean),
         up.p50.as_secs_f64() / ceil.p50.as_secs_f64()
     );
+    println!(
+        "| of which: 500 HEADs to the embedded S3 endpoint, 32 in flight (aws-sdk-s3 client) | {} | {} | {} | {:.2}× |",
+        ms(heads.p50),
+        ms(heads.p99),
+        ms(heads.mean),
+        heads.p50.as_secs_f64() / ceil.p50.as_secs_f64()
+    );
     store.pool().close().await;
     drop(_server);
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .execute(&mut admin)
         .await;
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var("BENCH_KEEP").is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -55,6 +55,18 @@ fn worker(server: &common::Server, nats: &str, pool: &str, bucket: &str, n: usiz
         .unwrap()
 }
 
+/// Worker processes, killed when the test ends (also when it fails).
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for w in &mut self.0 {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+    }
+}
+
 fn log_of(server: &common::Server, n: usize) -> String {
     std::fs::read_to_string(server.data_dir.join(format!("worker{n}.log"))).unwrap_or_default()
 }
@@ -135,8 +147,8 @@ async fn a_killed_worker_loses_and_duplicates_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    workers[0].kill().unwrap();
-    workers[0].wait().unwrap();
+    workers.0[0].kill().unwrap();
+    workers.0[0].wait().unwrap();
     let progress = call(
         &server,
         "/generate/task_progress",
@@ -147,7 +159,7 @@ async fn a_killed_worker_loses_and_duplicates_nothing() {
         "killed worker 0 at {}/{} outputs",
         progress["data"]["number_finished"], progress["data"]["number_gen_images"]
     );
-    workers.push(worker(&server, &nats, &pool, &bucket, 2));
+    workers.0.push(worker(&server, &nats, &pool, &bucket, 2));
 
     let end = loop {
         let p = call(
@@ -189,8 +201,5 @@ async fn a_killed_worker_loses_and_duplicates_nothing() {
     let folder = server.data_dir.join("objects").join(&prefix).join(&task);
     let on_disk = std::fs::read_dir(&folder).unwrap().count();
     assert_eq!(on_disk, 36);
-    for w in &mut workers {
-        let _ = w.kill();
-        let _ = w.wait();
-    }
+    drop(workers);
 }

@@ -216,6 +216,8 @@ pub async fn bind(
                 },
                 _ = shutdown.changed() => break,
             };
+            // Small responses (HEAD, errors) must not wait for Nagle.
+            let _ = socket.set_nodelay(true);
             let conn = http.serve_connection(TokioIo::new(socket), service.clone());
             let conn = graceful.watch(conn.into_owned());
             tokio::spawn(async move {

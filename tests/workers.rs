@@ -130,10 +130,10 @@ async fn a_killed_worker_loses_and_duplicates_nothing() {
     )
     .await;
 
-    let mut workers = vec![
+    let mut workers = Workers(vec![
         worker(&server, &nats, &pool, &bucket, 0),
         worker(&server, &nats, &pool, &bucket, 1),
-    ];
+    ]);
     let body = call(&server, "/generate/images", json!({"id_token": token, "project_id": pid, "project_name": "k", "ls_method_id": ["AUG-000", "AUG-009"], "num_aug_p_img": 3, "data_number": [12, 0, 0]})).await;
     let task = body["data"]["task_id"].as_str().unwrap().to_owned();
 

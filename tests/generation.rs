@@ -7,24 +7,14 @@
 
 mod common;
 
+use common::call;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "a long and unusual passphrase";
-
-async fn call(server: &common::Server, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
 
 struct Project {
     token: String,

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::call;
+
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -17,17 +19,6 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "a long and unusual passphrase";
-
-async fn call(server: &common::Server, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
 
 #[derive(Clone)]
 enum Storage {

@@ -6,21 +6,12 @@
 
 mod common;
 
+use common::call;
+
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const PASSWORD: &str = "a long and unusual passphrase";
-
-async fn call(server: &common::Server, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(server.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let s = r.status();
-    (s, r.json().await.unwrap_or(Value::Null))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn projects_end_to_end() {

@@ -103,16 +103,10 @@ impl Projection for DataItems {
                 project_id, items, ..
             } => {
                 for chunk in items.chunks(500) {
-                    let mut sql = String::from(
-                        "DELETE FROM data_items WHERE project_id = $1 AND filename IN (",
+                    let sql = format!(
+                        "DELETE FROM data_items WHERE project_id = $1 AND filename IN ({})",
+                        crate::placeholders(2, chunk.len())
                     );
-                    for i in 0..chunk.len() {
-                        if i > 0 {
-                            sql.push(',');
-                        }
-                        sql.push_str(&format!("${}", i + 2));
-                    }
-                    sql.push(')');
                     let mut query = sqlx::query(&sql).bind(&project_id);
                     for d in chunk {
                         query = query.bind(&d.filename);
@@ -172,17 +166,11 @@ pub async fn existing(
 ) -> Result<HashMap<String, Existing>, sqlx::Error> {
     let mut found = HashMap::with_capacity(filenames.len());
     for chunk in filenames.chunks(500) {
-        let mut sql = String::from(
+        let sql = format!(
             "SELECT filename, s3_key, size, kind, classtype FROM data_items \
-             WHERE project_id = $1 AND filename IN (",
+             WHERE project_id = $1 AND filename IN ({})",
+            crate::placeholders(2, chunk.len())
         );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("${}", i + 2));
-        }
-        sql.push(')');
         let mut query = sqlx::query(&sql).bind(project_id);
         for name in chunk {
             query = query.bind(*name);
@@ -223,16 +211,10 @@ pub async fn groups(
     if project_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = String::from(
-        "SELECT project_id, kind, count, size, train, val, test FROM data_groups WHERE project_id IN (",
+    let sql = format!(
+        "SELECT project_id, kind, count, size, train, val, test FROM data_groups WHERE project_id IN ({}) ORDER BY project_id, kind",
+        crate::placeholders(1, project_ids.len())
     );
-    for i in 0..project_ids.len() {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&format!("${}", i + 1));
-    }
-    sql.push_str(") ORDER BY project_id, kind");
     let mut query = sqlx::query(&sql);
     for id in project_ids {
         query = query.bind(*id);

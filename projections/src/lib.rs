@@ -20,6 +20,14 @@ pub mod projects;
 pub mod tasks;
 pub mod users;
 
+/// `$first, $first+1, …` for `n` values: the inside of an `IN (…)` list.
+pub fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Why a projection could not apply an event.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

@@ -211,14 +211,10 @@ pub async fn running(
     if project_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sql = format!("SELECT {COLUMNS} FROM tasks WHERE active_project IN (");
-    for i in 0..project_ids.len() {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&format!("${}", i + 1));
-    }
-    sql.push_str(") ORDER BY created_at");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tasks WHERE active_project IN ({}) ORDER BY created_at",
+        crate::placeholders(1, project_ids.len())
+    );
     let mut q = sqlx::query(&sql);
     for id in project_ids {
         q = q.bind(*id);

@@ -348,3 +348,19 @@ pub fn png(seed: u32, width: u32, height: u32) -> Vec<u8> {
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
 }
+
+/// POSTs JSON to the server; the status and the JSON body (null if none).
+pub async fn call(
+    server: &Server,
+    path: &str,
+    body: serde_json::Value,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(server.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status();
+    (s, r.json().await.unwrap_or(serde_json::Value::Null))
+}

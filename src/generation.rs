@@ -335,7 +335,13 @@ impl Generation {
             let new = task.cancel(now())?;
             let forget = forget_outputs(&task, now());
             match self
-                .append_task(&task, version, &new, forget, &who.user_id)
+                .append_task(
+                    &task,
+                    version,
+                    &new,
+                    forget.into_iter().collect(),
+                    &who.user_id,
+                )
                 .await
             {
                 Ok(()) => return Ok(()),
@@ -351,7 +357,7 @@ impl Generation {
         task: &Task,
         version: i64,
         new: &[TaskEvent],
-        data: Option<DataEvent>,
+        data: Vec<DataEvent>,
         actor: &str,
     ) -> Result<()> {
         if new.is_empty() {
@@ -364,11 +370,13 @@ impl Generation {
                 .map(|e| encode(e, e.event_type(), actor))
                 .collect::<Result<Vec<_>>>()?,
         )];
-        if let Some(d) = data {
+        if !data.is_empty() {
             writes.push((
                 StreamRef::new(DATA_STREAM_TYPE, data_stream_id(&task.project_id)),
                 ExpectedVersion::Any,
-                vec![encode(&d, d.event_type(), actor)?],
+                data.iter()
+                    .map(|d| encode(d, d.event_type(), actor))
+                    .collect::<Result<Vec<_>>>()?,
             ));
         }
         self.store.append_many(&writes).await?;
@@ -430,17 +438,18 @@ impl Generation {
                 }
                 (new, data)
             };
-            let ends_preprocess = task.kind == TaskKind::Preprocess
+            let mut data: Vec<DataEvent> = data.into_iter().collect();
+            // A finished preprocessing run replaces the earlier PREPROCESS
+            // set, in the same transaction as its end.
+            if task.kind == TaskKind::Preprocess
                 && new
                     .iter()
-                    .any(|e| matches!(e, TaskEvent::TaskFinished { .. }));
+                    .any(|e| matches!(e, TaskEvent::TaskFinished { .. }))
+            {
+                data.extend(self.previous_preprocess(&task, at).await?);
+            }
             match self.append_task(&task, version, &new, data, "worker").await {
-                Ok(()) => {
-                    if ends_preprocess {
-                        self.replace_previous_preprocess(&task).await?;
-                    }
-                    return Ok(true);
-                }
+                Ok(()) => return Ok(true),
                 Err(ServiceError::Store(StoreError::Conflict { .. })) => continue,
                 Err(e) => return Err(e),
             }
@@ -448,9 +457,8 @@ impl Generation {
         Err(ServiceError::Internal("task stream kept changing".into()))
     }
 
-    /// A finished preprocessing run replaces the project's earlier
-    /// PREPROCESS items.
-    async fn replace_previous_preprocess(&self, task: &Task) -> Result<()> {
+    /// The project's PREPROCESS items made by other runs, as a deletion.
+    async fn previous_preprocess(&self, task: &Task, at: i64) -> Result<Option<DataEvent>> {
         let mut conn = self.store.pool().acquire().await?;
         let mine = format!("{}/{}/", task.s3_prefix, task.task_id);
         let old: Vec<String> =
@@ -460,30 +468,25 @@ impl Generation {
                 .filter(|(_, key)| !key.starts_with(&mine))
                 .map(|(f, _)| f)
                 .collect();
-        drop(conn);
         if old.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        // Acting for the task's owner (the request was theirs).
-        let who = Principal {
-            user_id: task.owner.clone(),
-            session_id: String::new(),
-            username: String::new(),
-            email: String::new(),
-            role: String::new(),
-            identity_id: String::new(),
-        };
-        for chunk in old.chunks(500) {
-            match self
-                .projects
-                .delete_images(&who, &task.project_id, chunk.to_vec())
-                .await
-            {
-                Ok(_) | Err(ServiceError::Domain(DomainError::NotFound(_))) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        let names: Vec<&str> = old.iter().map(String::as_str).collect();
+        let existing = data_items::existing(&mut conn, &task.project_id, &names).await?;
+        Ok(Some(DataEvent::DataItemsDeleted {
+            project_id: task.project_id.clone(),
+            items: existing
+                .into_iter()
+                .map(|(filename, e)| Deleted {
+                    filename,
+                    s3_key: e.s3_key,
+                    size: e.size,
+                    kind: e.kind,
+                    classtype: e.classtype,
+                })
+                .collect(),
+            at,
+        }))
     }
 
     /// Publishes the jobs of a task's batches not recorded yet, then marks it
@@ -516,7 +519,7 @@ impl Generation {
         }
         let new = task.dispatched(now());
         match self
-            .append_task(&task, version, &new, None, "dispatcher")
+            .append_task(&task, version, &new, Vec::new(), "dispatcher")
             .await
         {
             Ok(()) | Err(ServiceError::Store(StoreError::Conflict { .. })) => Ok(sent),

@@ -39,28 +39,8 @@ async fn project_with(
     assert_eq!(s, 200, "{body}");
     let id = body["data"]["project_id"].as_str().unwrap().to_owned();
     let prefix = body["data"]["s3_prefix"].as_str().unwrap().to_owned();
-    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-    let (s, body) = call(
-        server,
-        "/projects/upload_urls",
-        json!({"id_token": token, "project_id": id, "ls_filename": names}),
-    )
-    .await;
-    assert_eq!(s, 200, "{body}");
-    let http = reqwest::Client::new();
-    for (u, (_, bytes)) in body["data"].as_array().unwrap().iter().zip(files) {
-        let r = http
-            .put(u["url"].as_str().unwrap())
-            .body(bytes.clone())
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success());
-    }
-    let infos: Vec<Value> = files
-        .iter()
-        .map(|(n, b)| json!({"s3_key": format!("{prefix}/{n}"), "filename": n, "hash": "h", "size": b.len()}))
-        .collect();
+    common::put_presigned(server, &token, &id, files).await;
+    let infos = common::infos(&prefix, files);
     let (s, body) = call(
         server,
         "/projects/upload_update",

@@ -98,53 +98,6 @@ impl Env {
     }
 }
 
-/// PUTs each `(filename, bytes)` through presigned URLs from `upload_urls`.
-async fn put_presigned(
-    server: &common::Server,
-    token: &str,
-    project_id: &str,
-    files: &[(String, Vec<u8>)],
-) {
-    let http = reqwest::Client::new();
-    for chunk in files.chunks(500) {
-        let names: Vec<&str> = chunk.iter().map(|(n, _)| n.as_str()).collect();
-        let (s, body) = call(
-            server,
-            "/projects/upload_urls",
-            json!({"id_token": token, "project_id": project_id, "ls_filename": names}),
-        )
-        .await;
-        assert_eq!(s, 200, "{body}");
-        let urls: Vec<String> = body["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["url"].as_str().unwrap().to_owned())
-            .collect();
-        assert_eq!(urls.len(), chunk.len());
-        futures::stream::iter(urls.into_iter().zip(chunk))
-            .map(|(url, (_, bytes))| {
-                let http = http.clone();
-                async move {
-                    let r = http.put(url).body(bytes.clone()).send().await.unwrap();
-                    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
-                }
-            })
-            .buffer_unordered(16)
-            .collect::<Vec<_>>()
-            .await;
-    }
-}
-
-fn infos(prefix: &str, files: &[(String, Vec<u8>)]) -> Vec<Value> {
-    files
-        .iter()
-        .map(|(name, bytes)| {
-            json!({"s3_key": format!("{prefix}/{name}"), "filename": name, "hash": "h", "size": bytes.len(), "is_ori": true})
-        })
-        .collect()
-}
-
 async fn originals(server: &common::Server, token: &str, name: &str) -> (i64, i64) {
     let (s, body) = call(
         server,
@@ -231,7 +184,7 @@ async fn run_workflow(backend: &common::Backend, storage: &Storage) {
             .await
             .unwrap();
     }
-    put_presigned(server, &a, &pid, presigned).await;
+    common::put_presigned(server, &a, &pid, presigned).await;
     for (name, _) in &files {
         assert!(
             env.exists(&alice, &format!("{prefix}/{name}")).await,
@@ -251,7 +204,7 @@ async fn run_workflow(backend: &common::Backend, storage: &Storage) {
     let (s, body) = call(
         server,
         "/projects/upload_update",
-        json!({"id_token": a, "project_id": pid, "project_name": "cats", "ls_object_info": infos(&prefix, &files)}),
+        json!({"id_token": a, "project_id": pid, "project_name": "cats", "ls_object_info": common::infos(&prefix, &files)}),
     )
     .await;
     assert_eq!(s, 200, "{body}");
@@ -287,7 +240,7 @@ async fn run_workflow(backend: &common::Backend, storage: &Storage) {
     assert!(body["data"]["groups"].get("AUGMENT").is_none());
 
     // Bad batches: each refused whole, nothing recorded.
-    let good = infos(&prefix, &files[..1]);
+    let good = common::infos(&prefix, &files[..1]);
     let mut cases: Vec<(Value, u16)> = Vec::new();
     let mut foreign = good[0].clone();
     foreign["s3_key"] = json!(format!("{bob_prefix}/img_0.png"));
@@ -357,8 +310,8 @@ async fn run_workflow(backend: &common::Backend, storage: &Storage) {
 
     // Replacing a file (size_old) changes the size, not the count.
     let bigger = common::png(99, 80, 60);
-    put_presigned(server, &a, &pid, &[("img_0.png".into(), bigger.clone())]).await;
-    let mut replace = infos(&prefix, &[("img_0.png".into(), bigger.clone())]);
+    common::put_presigned(server, &a, &pid, &[("img_0.png".into(), bigger.clone())]).await;
+    let mut replace = common::infos(&prefix, &[("img_0.png".into(), bigger.clone())]);
     replace[0]["size_old"] = json!(files[0].1.len());
     let (s, body) = call(
         server,
@@ -374,12 +327,12 @@ async fn run_workflow(backend: &common::Backend, storage: &Storage) {
     let bulk: Vec<(String, Vec<u8>)> = (0..1200)
         .map(|i| (format!("bulk_{i:04}.png"), common::png(i, 8, 8)))
         .collect();
-    put_presigned(server, &a, &pid, &bulk).await;
+    common::put_presigned(server, &a, &pid, &bulk).await;
     for chunk in bulk.chunks(500) {
         let (s, body) = call(
             server,
             "/projects/upload_update",
-            json!({"id_token": a, "project_id": pid, "project_name": "cats", "ls_object_info": infos(&prefix, chunk)}),
+            json!({"id_token": a, "project_id": pid, "project_name": "cats", "ls_object_info": common::infos(&prefix, chunk)}),
         )
         .await;
         assert_eq!(s, 200, "{body}");
@@ -660,7 +613,7 @@ async fn ten_thousand_mixed_commands_then_projections_verify() {
                 let files: Vec<(String, Vec<u8>)> = (0..40)
                     .map(|i| (format!("f{i:02}.png"), common::png(i + 100 * p, 6, 6)))
                     .collect();
-                put_presigned(server, &token, &pid, &files).await;
+                common::put_presigned(server, &token, &pid, &files).await;
                 projects.push((token.clone(), pid, prefix, name, files, s3.clone()));
             }
         }
@@ -693,7 +646,7 @@ async fn ten_thousand_mixed_commands_then_projections_verify() {
                                     .await
                                     .unwrap();
                             }
-                            ("/projects/upload_update", json!({"id_token": token, "project_id": pid, "project_name": name, "ls_object_info": infos(prefix, &chosen)}))
+                            ("/projects/upload_update", json!({"id_token": token, "project_id": pid, "project_name": name, "ls_object_info": common::infos(prefix, &chosen)}))
                         }
                         45..65 => {
                             let k = rng.gen_range(1..4);
@@ -793,7 +746,7 @@ async fn object_removal_survives_a_killed_server() {
     let files: Vec<(String, Vec<u8>)> = (0..2000)
         .map(|i| (format!("f{i:04}.png"), common::png(i, 4, 4)))
         .collect();
-    put_presigned(&env.server, &token, &pid, &files).await;
+    common::put_presigned(&env.server, &token, &pid, &files).await;
     let folder = env.server.data_dir.join("objects").join(&prefix);
     assert_eq!(files_under(&folder), 2000);
 

@@ -101,28 +101,8 @@ async fn a_killed_worker_loses_and_duplicates_nothing() {
     let files: Vec<(String, Vec<u8>)> = (0..12)
         .map(|i| (format!("k{i:02}.png"), common::png(i, 700, 500)))
         .collect();
-    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-    let urls = call(
-        &server,
-        "/projects/upload_urls",
-        json!({"id_token": token, "project_id": pid, "ls_filename": names}),
-    )
-    .await;
-    let http = reqwest::Client::new();
-    for (u, (_, bytes)) in urls["data"].as_array().unwrap().iter().zip(&files) {
-        assert!(http
-            .put(u["url"].as_str().unwrap())
-            .body(bytes.clone())
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .is_success());
-    }
-    let infos: Vec<Value> = files
-        .iter()
-        .map(|(n, b)| json!({"s3_key": format!("{prefix}/{n}"), "filename": n, "hash": "h", "size": b.len()}))
-        .collect();
+    common::put_presigned(&server, &token, &pid, &files).await;
+    let infos = common::infos(&prefix, &files);
     call(
         &server,
         "/projects/upload_update",

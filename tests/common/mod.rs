@@ -364,3 +364,51 @@ pub async fn call(
     let s = r.status();
     (s, r.json().await.unwrap_or(serde_json::Value::Null))
 }
+
+/// PUTs each `(filename, bytes)` through presigned URLs from `upload_urls`.
+pub async fn put_presigned(
+    server: &Server,
+    token: &str,
+    project_id: &str,
+    files: &[(String, Vec<u8>)],
+) {
+    use futures::StreamExt;
+    let http = reqwest::Client::new();
+    for chunk in files.chunks(500) {
+        let names: Vec<&str> = chunk.iter().map(|(n, _)| n.as_str()).collect();
+        let (s, body) = call(
+            server,
+            "/projects/upload_urls",
+            serde_json::json!({"id_token": token, "project_id": project_id, "ls_filename": names}),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        let urls: Vec<String> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["url"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(urls.len(), chunk.len());
+        futures::stream::iter(urls.into_iter().zip(chunk))
+            .map(|(url, (_, bytes))| {
+                let http = http.clone();
+                async move {
+                    let r = http.put(url).body(bytes.clone()).send().await.unwrap();
+                    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+    }
+}
+
+pub fn infos(prefix: &str, files: &[(String, Vec<u8>)]) -> Vec<serde_json::Value> {
+    files
+        .iter()
+        .map(|(name, bytes)| {
+            serde_json::json!({"s3_key": format!("{prefix}/{name}"), "filename": name, "hash": "h", "size": bytes.len(), "is_ori": true})
+        })
+        .collect()
+}

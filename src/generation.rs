@@ -32,8 +32,6 @@ type Result<T> = std::result::Result<T, ServiceError>;
 pub fn job_subject(pool: &str) -> String {
     format!("tessera.jobs.generate.{pool}")
 }
-/// The pool jobs go to unless a pool is assigned.
-pub const DEFAULT_POOL: &str = "default";
 /// Where workers report batch results.
 pub const RESULTS_SUBJECT: &str = "tessera.results.generate";
 

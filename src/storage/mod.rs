@@ -56,7 +56,6 @@ const PARALLEL_REQUESTS: usize = 32;
 pub struct ObjectStore {
     client: Client,
     bucket: String,
-    endpoint: String,
 }
 
 impl ObjectStore {
@@ -83,16 +82,11 @@ impl ObjectStore {
         ObjectStore {
             client: Client::from_conf(s3),
             bucket: config.bucket.clone(),
-            endpoint: config.endpoint.clone(),
         }
     }
 
     pub fn bucket(&self) -> &str {
         &self.bucket
-    }
-
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
     }
 
     /// Creates the bucket unless it is there.
@@ -289,10 +283,6 @@ impl ObjectStore {
             .await
             .map_err(backend)?;
         Ok(req.uri().to_owned())
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use image::RgbImage;
 use tessera_domain::generation::SplitMix64;
 
-use super::{hsv_to_rgb, luma601, luma_f32, lut, map_lut, map_pixels, rgb_to_hsv, to_u8};
+use super::{luma601, lut, map_lut, map_pixels, to_u8};
 
 /// AUG-011: multiplies every channel by `factor` (1 = unchanged), clamping at
 /// white.
@@ -22,32 +22,95 @@ pub fn contrast(img: &RgbImage, factor: f32) -> RgbImage {
     map_lut(img, &lut(|v| mean + (v - mean) * factor))
 }
 
-/// Mean Rec. 601 luma, on 0–255.
+/// Mean Rec. 601 luma, on 0–255: exact integer sums per channel.
 pub fn mean_luma(img: &RgbImage) -> f64 {
     let n = u64::from(img.width()) * u64::from(img.height());
     if n == 0 {
         return 0.0;
     }
-    let sum: f64 = img
-        .as_raw()
-        .chunks_exact(3)
-        .map(|px| f64::from(luma_f32(px)))
-        .sum();
-    sum / n as f64
+    let [r, g, b] = channel_sums(img.as_raw());
+    (299 * r + 587 * g + 114 * b) as f64 / (1000 * n) as f64
+}
+
+/// Sums of the R, G and B values of an interleaved RGB buffer. Four pixels
+/// (12 bytes) at a time into twelve lanes, so the additions vectorise.
+pub(crate) fn channel_sums(raw: &[u8]) -> [u64; 3] {
+    let mut total = [0u64; 3];
+    // 65,536 blocks of 12 bytes keep every u32 lane below 2^24.
+    for block in raw.chunks(12 * 65_536) {
+        let mut lanes = [0u32; 12];
+        let blocks = block.chunks_exact(12);
+        for (i, v) in blocks.remainder().iter().enumerate() {
+            if let Some(t) = total.get_mut(i % 3) {
+                *t += u64::from(*v);
+            }
+        }
+        for chunk in blocks {
+            for (l, v) in lanes.iter_mut().zip(chunk) {
+                *l += u32::from(*v);
+            }
+        }
+        for (i, l) in lanes.iter().enumerate() {
+            if let Some(t) = total.get_mut(i % 3) {
+                *t += u64::from(*l);
+            }
+        }
+    }
+    total
+}
+
+/// `1 / d` for every difference of two channel values (0 for 0), so the
+/// per-pixel HSV work needs no division.
+fn reciprocals() -> [f32; 256] {
+    std::array::from_fn(|d| if d == 0 { 0.0 } else { 1.0 / d as f32 })
 }
 
 /// AUG-012: turns the hue by `shift` of a full circle (±0.5 = opposite
-/// colour), in HSV.
+/// colour), in HSV. Value (the maximum) and saturation (the spread) stay, so
+/// each pixel keeps its largest and smallest channel values; only which
+/// channel holds them and the middle value change. That is the HSV round
+/// trip without its divisions.
 pub fn hue(img: &RgbImage, shift: f32) -> RgbImage {
     if shift == 0.0 {
         return img.clone();
     }
+    let recip = reciprocals();
+    // The turn in sextants of the circle, 0..6.
+    let turn = shift.rem_euclid(1.0) * 6.0;
     map_pixels(img, |px| {
-        let [h, s, v] = rgb_to_hsv(px);
-        if s == 0.0 {
-            px
+        let [r, g, b] = px;
+        let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+        let d = max - min;
+        if d == 0 {
+            return px;
+        }
+        let (base, num) = if max == r {
+            (0.0, f32::from(g) - f32::from(b))
+        } else if max == g {
+            (2.0, f32::from(b) - f32::from(r))
         } else {
-            hsv_to_rgb([h + shift, s, v])
+            (4.0, f32::from(r) - f32::from(g))
+        };
+        let inv = recip.get(usize::from(d)).copied().unwrap_or(0.0);
+        // In -1..12: one wrap either way brings it into 0..6.
+        let mut h = base + num * inv + turn;
+        if h < 0.0 {
+            h += 6.0;
+        }
+        if h >= 6.0 {
+            h -= 6.0;
+        }
+        let sextant = (h as u32).min(5);
+        let f = h - sextant as f32;
+        let t = if sextant & 1 == 1 { 1.0 - f } else { f };
+        let mid = to_u8(f32::from(min) + f32::from(d) * t);
+        match sextant {
+            0 => [max, mid, min],
+            1 => [mid, max, min],
+            2 => [min, max, mid],
+            3 => [min, mid, max],
+            4 => [mid, min, max],
+            _ => [max, min, mid],
         }
     })
 }
@@ -59,15 +122,15 @@ pub fn hue(img: &RgbImage, shift: f32) -> RgbImage {
 /// through HSV is needed.
 pub fn saturation(img: &RgbImage, factor: f32) -> RgbImage {
     let factor = factor.max(0.0);
+    let recip = reciprocals();
     map_pixels(img, |px| {
         let [r, g, b] = px;
         let (max, min) = (r.max(g).max(b), r.min(g).min(b));
-        if max == min {
-            return px;
-        }
         let maxf = f32::from(max);
-        // Full saturation (min = 0) is as far as the factor can go.
-        let f = factor.min(maxf / f32::from(max - min));
+        // Full saturation (min = 0) is as far as the factor can go; a gray
+        // pixel (reciprocal 0) stays as it is.
+        let inv = recip.get(usize::from(max - min)).copied().unwrap_or(0.0);
+        let f = factor.min(maxf * inv);
         px.map(|c| to_u8(maxf - f * (maxf - f32::from(c))))
     })
 }
@@ -93,12 +156,7 @@ pub fn posterize(img: &RgbImage, bits: u8) -> RgbImage {
     } else {
         !(0xFFu8 >> bits.min(8))
     };
-    let mut out = img.clone();
-    let buf: &mut [u8] = &mut out;
-    for v in buf.iter_mut() {
-        *v &= mask;
-    }
-    out
+    super::same_size(img, img.as_raw().iter().map(|v| v & mask).collect())
 }
 
 /// PRE-001: Rec. 601 luma (0.299 R + 0.587 G + 0.114 B, rounded), written

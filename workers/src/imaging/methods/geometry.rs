@@ -4,17 +4,76 @@
 use image::metadata::Orientation;
 use image::{imageops, Rgb, RgbImage};
 
-use super::resize;
+use super::{resize, same_size};
 use crate::imaging::ImagingError;
 
 /// AUG-003: mirrors left to right.
 pub fn flip_horizontal(img: &RgbImage) -> RgbImage {
-    imageops::flip_horizontal(img)
+    let stride = img.width() as usize * 3;
+    let src = img.as_raw();
+    let mut raw = vec![0u8; src.len()];
+    if stride == 0 {
+        return same_size(img, raw);
+    }
+    for (d_row, s_row) in raw.chunks_exact_mut(stride).zip(src.chunks_exact(stride)) {
+        // Four pixels (12 bytes) at a time, then the odd ones.
+        let mut d_blocks = d_row.chunks_exact_mut(12);
+        let mut s_blocks = s_row.rchunks_exact(12);
+        for (d, s) in d_blocks.by_ref().zip(s_blocks.by_ref()) {
+            if let (
+                [d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11],
+                &[s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11],
+            ) = (d, s)
+            {
+                [*d0, *d1, *d2, *d3, *d4, *d5, *d6, *d7, *d8, *d9, *d10, *d11] =
+                    [s9, s10, s11, s6, s7, s8, s3, s4, s5, s0, s1, s2];
+            }
+        }
+        let rest = s_blocks.remainder();
+        for (d, s) in d_blocks
+            .into_remainder()
+            .chunks_exact_mut(3)
+            .zip(rest.chunks_exact(3).rev())
+        {
+            d.copy_from_slice(s);
+        }
+    }
+    same_size(img, raw)
 }
 
 /// AUG-004: mirrors top to bottom.
 pub fn flip_vertical(img: &RgbImage) -> RgbImage {
-    imageops::flip_vertical(img)
+    let stride = img.width() as usize * 3;
+    let src = img.as_raw();
+    if stride == 0 {
+        return img.clone();
+    }
+    let mut raw = Vec::with_capacity(src.len());
+    for row in src.chunks_exact(stride).rev() {
+        raw.extend_from_slice(row);
+    }
+    same_size(img, raw)
+}
+
+/// The `cw`×`ch` window at `x0`, `y0` (inside the image), copied row by row.
+fn window(img: &RgbImage, x0: u32, y0: u32, cw: u32, ch: u32) -> RgbImage {
+    let stride = img.width() as usize * 3;
+    let (x0, cw) = (x0 as usize * 3, cw as usize * 3);
+    let mut raw = Vec::with_capacity(cw * ch as usize);
+    if stride > 0 {
+        for row in img
+            .as_raw()
+            .chunks_exact(stride)
+            .skip(y0 as usize)
+            .take(ch as usize)
+        {
+            if let Some(span) = row.get(x0..x0 + cw) {
+                raw.extend_from_slice(span);
+            }
+        }
+    }
+    RgbImage::from_raw(cw as u32 / 3, ch, raw)
+        .unwrap_or_else(|| imageops::crop_imm(img, x0 as u32 / 3, y0, cw as u32 / 3, ch).to_image())
 }
 
 /// PRE-000: turns the pixels upright as the EXIF orientation (1–8) says. The
@@ -35,79 +94,86 @@ pub fn orient(img: &RgbImage, orientation: Orientation) -> RgbImage {
 /// AUG-000: rotates about the centre by `degrees` (positive turns
 /// counter-clockwise), keeping the size, with bilinear sampling; what the
 /// rotated image no longer covers is `fill`.
+///
+/// Source positions are fixed-point (32 fractional bits, exact for the
+/// half-pixel centres of quarter turns) and the bilinear weights are 8-bit,
+/// as in OpenCV's warpAffine, so the inner loop is integer arithmetic.
 pub fn rotate(img: &RgbImage, degrees: f32, fill: Rgb<u8>) -> RgbImage {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut out = RgbImage::new(img.width(), img.height());
     if w == 0 || h == 0 {
-        return out;
+        return RgbImage::new(img.width(), img.height());
     }
     let (sin, cos) = f64::from(degrees).to_radians().sin_cos();
     // Snap the near-zero terms of right angles so that quarter turns are exact.
     let snap = |v: f64| if v.abs() < 1e-12 { 0.0 } else { v };
-    let (sin, cos) = (snap(sin) as f32, snap(cos) as f32);
-    let cx = (w as f32 - 1.0) / 2.0;
-    let cy = (h as f32 - 1.0) / 2.0;
+    let (sin, cos) = (snap(sin), snap(cos));
+    const ONE: f64 = (1u64 << 32) as f64;
+    let fixed = |v: f64| (v * ONE).round() as i64;
+    let cx = (w as f64 - 1.0) / 2.0;
+    let cy = (h as f64 - 1.0) / 2.0;
+    let (step_x, step_y) = (fixed(cos), fixed(sin));
     let src = img.as_raw();
-    let fill = fill.0.map(f32::from);
-    let sample = |x: isize, y: isize| -> [f32; 3] {
-        if x < 0 || y < 0 || x as usize >= w || y as usize >= h {
+    let stride = w * 3;
+    let fill = fill.0;
+    let (wi, hi) = (w as i64, h as i64);
+    // The pixel at (x, y), or the fill outside the image.
+    let sample = |x: i64, y: i64| -> [u8; 3] {
+        if x < 0 || y < 0 || x >= wi || y >= hi {
             return fill;
         }
         let i = (y as usize * w + x as usize) * 3;
         match src.get(i..i + 3) {
-            Some(&[r, g, b]) => [f32::from(r), f32::from(g), f32::from(b)],
+            Some(&[r, g, b]) => [r, g, b],
             _ => fill,
         }
     };
-    let stride = w * 3;
-    let buf: &mut [u8] = &mut out;
-    for (y, row) in buf.chunks_exact_mut(stride).enumerate() {
-        let dy = y as f32 - cy;
-        for (x, px) in row.chunks_exact_mut(3).enumerate() {
-            let dx = x as f32 - cx;
-            // Inverse map: where in the source this output pixel comes from.
-            let sx = cos * dx - sin * dy + cx;
-            let sy = sin * dx + cos * dy + cy;
-            let (x0, y0) = (sx.floor(), sy.floor());
-            let (fx, fy) = (sx - x0, sy - y0);
-            let (x0, y0) = (x0 as isize, y0 as isize);
+    let mut raw = vec![0u8; src.len()];
+    for (y, row) in raw.chunks_exact_mut(stride).enumerate() {
+        let dy = y as f64 - cy;
+        // Inverse map: output (x, y) comes from
+        // (cos·dx − sin·dy + cx, sin·dx + cos·dy + cy), dx = x − cx.
+        let mut sx = fixed(-cos * cx - sin * dy + cx);
+        let mut sy = fixed(-sin * cx + cos * dy + cy);
+        for px in row.chunks_exact_mut(3) {
+            let (x0, y0) = (sx >> 32, sy >> 32);
+            let fx = ((sx >> 24) & 0xFF) as u32;
+            let fy = ((sy >> 24) & 0xFF) as u32;
+            sx += step_x;
+            sy += step_y;
+            let mix = |a: u8, b: u8, c: u8, d: u8| -> u8 {
+                let top = u32::from(a) * (256 - fx) + u32::from(b) * fx;
+                let bottom = u32::from(c) * (256 - fx) + u32::from(d) * fx;
+                ((top * (256 - fy) + bottom * fy + 32_768) >> 16) as u8
+            };
             // Inside: the four neighbours are two 6-byte runs of the source.
-            if x0 >= 0 && y0 >= 0 && (x0 as usize) + 1 < w && (y0 as usize) + 1 < h {
+            if x0 >= 0 && y0 >= 0 && x0 + 1 < wi && y0 + 1 < hi {
                 let i = (y0 as usize * w + x0 as usize) * 3;
-                if let (Some([a0, a1, a2, b0, b1, b2]), Some([c0, c1, c2, d0, d1, d2])) =
+                if let (Some(&[a0, a1, a2, b0, b1, b2]), Some(&[c0, c1, c2, d0, d1, d2])) =
                     (src.get(i..i + 6), src.get(i + stride..i + stride + 6))
                 {
-                    let w11 = fx * fy;
-                    let (w10, w01) = (fx - w11, fy - w11);
-                    let w00 = 1.0 - fx - fy + w11;
-                    let mix = |a: &u8, b: &u8, c: &u8, d: &u8| {
-                        super::to_u8(
-                            w00 * f32::from(*a)
-                                + w10 * f32::from(*b)
-                                + w01 * f32::from(*c)
-                                + w11 * f32::from(*d),
-                        )
-                    };
                     px.copy_from_slice(&[
                         mix(a0, b0, c0, d0),
                         mix(a1, b1, c1, d1),
                         mix(a2, b2, c2, d2),
                     ]);
-                    continue;
                 }
+                continue;
             }
-            // At or beyond the border: neighbours outside are the fill.
+            if x0 < -1 || y0 < -1 || x0 >= wi || y0 >= hi {
+                px.copy_from_slice(&fill);
+                continue;
+            }
+            // At the border: neighbours outside are the fill.
             let (a, b) = (sample(x0, y0), sample(x0 + 1, y0));
             let (c, d) = (sample(x0, y0 + 1), sample(x0 + 1, y0 + 1));
-            for (ch, v) in px.iter_mut().enumerate() {
-                let at = |p: [f32; 3]| p.get(ch).copied().unwrap_or(0.0);
-                let top = at(a) + (at(b) - at(a)) * fx;
-                let bottom = at(c) + (at(d) - at(c)) * fx;
-                *v = super::to_u8(top + (bottom - top) * fy);
-            }
+            px.copy_from_slice(&[
+                mix(a[0], b[0], c[0], d[0]),
+                mix(a[1], b[1], c[1], d[1]),
+                mix(a[2], b[2], c[2], d[2]),
+            ]);
         }
     }
-    out
+    same_size(img, raw)
 }
 
 /// AUG-001: zooms about the centre by `scale`, keeping the size: above 1 the
@@ -190,7 +256,7 @@ pub fn crop(img: &RgbImage, width: u32, height: u32, x: f32, y: f32) -> RgbImage
     let ch = height.clamp(1, img.height().max(1));
     let x0 = (x.clamp(0.0, 1.0) * img.width().saturating_sub(cw) as f32).round() as u32;
     let y0 = (y.clamp(0.0, 1.0) * img.height().saturating_sub(ch) as f32).round() as u32;
-    imageops::crop_imm(img, x0, y0, cw, ch).to_image()
+    window(img, x0, y0, cw, ch)
 }
 
 /// AUG-006: divides the image into a grid of `tile_size` squares (whole tiles
@@ -205,7 +271,7 @@ pub fn tile(img: &RgbImage, tile_size: u32, position: f32) -> RgbImage {
     let count = cols * rows;
     let index = ((position.clamp(0.0, 1.0) * count as f32) as u32).min(count - 1);
     let (c, r) = (index % cols, index / cols);
-    imageops::crop_imm(img, c * tw, r * th, tw, th).to_image()
+    window(img, c * tw, r * th, tw, th)
 }
 
 /// AUG-007: sets a rectangle to `value` in every channel. Its area is the

@@ -36,10 +36,11 @@ pub(crate) fn luma_f32(px: &[u8]) -> f32 {
     }
 }
 
-/// Rounds and clamps to a channel value.
+/// Rounds (half up) and clamps to a channel value. Branch-free, so that
+/// loops over values vectorise: the saturating cast clamps, and NaN becomes 0.
+#[inline(always)]
 pub(crate) fn to_u8(v: f32) -> u8 {
-    // NaN becomes 0 through the saturating cast.
-    v.round().clamp(0.0, 255.0) as u8
+    (v + 0.5) as u8
 }
 
 /// A lookup table from a mapping of values on the 0–255 range.
@@ -51,38 +52,62 @@ pub(crate) fn lut(f: impl Fn(f32) -> f32) -> [u8; 256] {
     table
 }
 
+/// `table[v]`; a u8 always indexes 256 entries, so no check is left.
+#[inline(always)]
+pub(crate) fn look_up(table: &[u8; 256], v: u8) -> u8 {
+    table.get(usize::from(v)).copied().unwrap_or(v)
+}
+
 /// Applies one lookup table to every channel.
 pub(crate) fn map_lut(img: &RgbImage, table: &[u8; 256]) -> RgbImage {
-    let mut out = img.clone();
-    let buf: &mut [u8] = &mut out;
-    for v in buf.iter_mut() {
-        *v = table.get(usize::from(*v)).copied().unwrap_or(*v);
-    }
-    out
+    let raw: Vec<u8> = img.as_raw().iter().map(|v| look_up(table, *v)).collect();
+    same_size(img, raw)
 }
 
 /// Applies one lookup table per channel.
 pub(crate) fn map_luts(img: &RgbImage, tables: &[[u8; 256]; 3]) -> RgbImage {
-    let mut out = img.clone();
-    let buf: &mut [u8] = &mut out;
-    for px in buf.chunks_exact_mut(3) {
-        for (v, table) in px.iter_mut().zip(tables) {
-            *v = table.get(usize::from(*v)).copied().unwrap_or(*v);
-        }
-    }
-    out
+    let [tr, tg, tb] = tables;
+    map_pixels(img, |[r, g, b]| {
+        [look_up(tr, r), look_up(tg, g), look_up(tb, b)]
+    })
 }
 
-/// Applies a function to every pixel.
+/// Applies a function to every pixel. Four pixels per step, so their
+/// independent work overlaps in the CPU.
 pub(crate) fn map_pixels(img: &RgbImage, f: impl Fn([u8; 3]) -> [u8; 3]) -> RgbImage {
-    let mut out = img.clone();
-    let buf: &mut [u8] = &mut out;
-    for px in buf.chunks_exact_mut(3) {
-        if let [r, g, b] = px {
-            [*r, *g, *b] = f([*r, *g, *b]);
+    let src = img.as_raw();
+    let mut raw = vec![0u8; src.len()];
+    let mut d_blocks = raw.chunks_exact_mut(12);
+    let mut s_blocks = src.chunks_exact(12);
+    for (d, s) in d_blocks.by_ref().zip(s_blocks.by_ref()) {
+        if let (
+            [d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11],
+            &[s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11],
+        ) = (d, s)
+        {
+            let ([a0, a1, a2], [b0, b1, b2]) = (f([s0, s1, s2]), f([s3, s4, s5]));
+            let ([c0, c1, c2], [e0, e1, e2]) = (f([s6, s7, s8]), f([s9, s10, s11]));
+            [*d0, *d1, *d2, *d3, *d4, *d5, *d6, *d7, *d8, *d9, *d10, *d11] =
+                [a0, a1, a2, b0, b1, b2, c0, c1, c2, e0, e1, e2];
         }
     }
-    out
+    let rest = s_blocks.remainder();
+    for (d, s) in d_blocks
+        .into_remainder()
+        .chunks_exact_mut(3)
+        .zip(rest.chunks_exact(3))
+    {
+        if let ([d0, d1, d2], &[r, g, b]) = (d, s) {
+            [*d0, *d1, *d2] = f([r, g, b]);
+        }
+    }
+    same_size(img, raw)
+}
+
+/// An image of `img`'s size over `raw`, which holds exactly its pixels.
+pub(crate) fn same_size(img: &RgbImage, raw: Vec<u8>) -> RgbImage {
+    let (w, h) = img.dimensions();
+    RgbImage::from_raw(w, h, raw).unwrap_or_else(|| RgbImage::new(w, h))
 }
 
 /// RGB (0–255) to HSV, each on 0–1; hue 0 is red, and turns through green
@@ -126,6 +151,7 @@ pub(crate) fn hsv_saturation(px: &[u8]) -> f32 {
 }
 
 /// HSV (each on 0–1, hue wrapping) back to RGB (0–255).
+#[cfg(test)]
 pub(crate) fn hsv_to_rgb([h, s, v]: [f32; 3]) -> [u8; 3] {
     let h6 = h.rem_euclid(1.0) * 6.0;
     let c = v * s;

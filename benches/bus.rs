@@ -1,11 +1,13 @@
 //! Bus benchmark: job round trip (publish → consumer acks) latency p50/p99 and
 //! sustained jobs/s, per adapter, beside a bare client doing the same work in
 //! the same run: for NATS, async-nats alone (JetStream publish with ack, pull
-//! fetch of one message, double ack) on the same stream; for the in-process bus,
-//! a tokio channel.
+//! fetch of one message, double ack) on the same stream; for RabbitMQ, lapin
+//! alone (persistent publish under confirms to the same exchange, a quorum
+//! queue, prefetch 1, manual ack); for the in-process bus, a tokio channel.
 //!
 //! Run: `cargo bench --bench bus` (NATS when TESSERA_BENCH_NATS_URL or
-//! TESSERA_TEST_NATS_URL is set). Prints a Markdown table.
+//! TESSERA_TEST_NATS_URL is set, RabbitMQ when TESSERA_BENCH_AMQP_URL or
+//! TESSERA_TEST_AMQP_URL is). Prints a Markdown table.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tessera::bus::nats::NatsBus;
+use tessera::bus::rabbit::RabbitBus;
 use tessera::bus::MemoryBus;
 use tessera_domain::bus::{Bus, ConsumerConfig, Job};
 
@@ -68,8 +71,8 @@ fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
     (at(0.5), at(0.99))
 }
 
-async fn ours(bus: Arc<dyn Bus>, name: &str) -> Result {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+/// The adapter's run, on consumer `bench<id>`.
+async fn ours(bus: Arc<dyn Bus>, name: &str, id: String) -> Result {
     let subject = format!("tessera.jobs.bench{id}");
     let mut consumer = bus
         .consumer(ConsumerConfig::new(format!("bench{id}"), subject.clone()))
@@ -103,6 +106,19 @@ async fn ours(bus: Arc<dyn Bus>, name: &str) -> Result {
     .await;
     drop(done_rx);
     worker.abort();
+    result
+}
+
+/// The RabbitMQ adapter's run, whose durable queue is removed afterwards.
+async fn ours_rabbit(bus: RabbitBus) -> Result {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let result = ours(
+        Arc::new(bus.clone()),
+        "tessera RabbitMQ adapter",
+        id.clone(),
+    )
+    .await;
+    bus.delete_consumer(&format!("bench{id}")).await.unwrap();
     result
 }
 
@@ -166,6 +182,107 @@ async fn bare_nats(url: &str) -> Result {
     result
 }
 
+async fn bare_lapin(url: &str) -> Result {
+    use lapin::options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+        ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    };
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+    let connection = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let subject = format!("tessera.jobs.bare{id}");
+    let queue = format!("bench.bare{id}");
+    let setup = connection.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from(b"quorum".to_vec())),
+    );
+    setup
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await
+        .unwrap();
+    setup
+        .queue_bind(
+            queue.as_str().into(),
+            tessera::bus::rabbit::JOBS_EXCHANGE.into(),
+            subject.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let consume = connection.create_channel().await.unwrap();
+    consume
+        .basic_qos(1, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = consume
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let publisher = connection.create_channel().await.unwrap();
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let worker = tokio::spawn(async move {
+        while let Some(Ok(m)) = consumer.next().await {
+            m.acker.ack(BasicAckOptions::default()).await.unwrap();
+            if done_tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let result = measure(
+        "bare lapin (same exchange, quorum queue, prefetch 1, confirms, ack)",
+        |i| {
+            let (publisher, subject, id) = (publisher.clone(), subject.clone(), id.clone());
+            async move {
+                publisher
+                    .basic_publish(
+                        tessera::bus::rabbit::JOBS_EXCHANGE.into(),
+                        subject.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &[0u8; 256],
+                        BasicProperties::default()
+                            .with_delivery_mode(2)
+                            .with_message_id(format!("{id}-{i}").into()),
+                    )
+                    .await
+                    .unwrap()
+                    .await
+                    .unwrap();
+            }
+        },
+        &mut done_rx,
+    )
+    .await;
+    drop(done_rx);
+    worker.abort();
+    setup
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    result
+}
+
 async fn bare_channel() -> Result {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -196,7 +313,12 @@ async fn main() {
         return;
     }
     let mut pairs = vec![(
-        ours(Arc::new(MemoryBus::new()), "tessera in-process bus").await,
+        ours(
+            Arc::new(MemoryBus::new()),
+            "tessera in-process bus",
+            uuid::Uuid::new_v4().simple().to_string(),
+        )
+        .await,
         bare_channel().await,
     )];
     let url = std::env::var("TESSERA_BENCH_NATS_URL")
@@ -206,11 +328,27 @@ async fn main() {
         Some(url) => {
             let bus = NatsBus::connect(&url).await.unwrap();
             pairs.push((
-                ours(Arc::new(bus), "tessera NATS adapter").await,
+                ours(
+                    Arc::new(bus),
+                    "tessera NATS adapter",
+                    uuid::Uuid::new_v4().simple().to_string(),
+                )
+                .await,
                 bare_nats(&url).await,
             ));
         }
         None => eprintln!("NATS skipped: set TESSERA_BENCH_NATS_URL"),
+    }
+    let url = std::env::var("TESSERA_BENCH_AMQP_URL")
+        .or_else(|_| std::env::var("TESSERA_TEST_AMQP_URL"))
+        .ok();
+    match url {
+        Some(url) => {
+            let bus = RabbitBus::connect(&url).await.unwrap();
+            let ours = ours_rabbit(bus.clone()).await;
+            pairs.push((ours, bare_lapin(&url).await));
+        }
+        None => eprintln!("RabbitMQ skipped: set TESSERA_BENCH_AMQP_URL"),
     }
     println!("| adapter | round trip p50 (µs) | p99 (µs) | sustained jobs/s | peer | peer p50 (µs) | peer p99 (µs) | peer jobs/s | throughput ratio |");
     println!("|---|---:|---:|---:|---|---:|---:|---:|---:|");

@@ -177,6 +177,10 @@ pub struct ServeArgs {
     /// absent: the in-process bus.
     #[arg(long, env = "NATS_URL", hide_env_values = true)]
     pub nats_url: Option<String>,
+    /// RabbitMQ for jobs (`amqp://user:pass@host:5672/%2f`); wins over
+    /// NATS_URL for jobs, which then carries the event relay only.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -193,8 +197,8 @@ pub struct WorkerArgs {
     pub secret: Option<String>,
     #[command(flatten)]
     pub storage: StorageArgs,
-    /// Job kinds to take (generate; compress is accepted and not served yet).
-    #[arg(long, value_delimiter = ',', default_value = "generate")]
+    /// Job kinds to take: generate, compress.
+    #[arg(long, value_delimiter = ',', default_value = "generate,compress")]
     pub jobs: Vec<String>,
     /// The worker pool whose generation jobs to take.
     #[arg(long, env = "TESSERA_WORKER_POOL", default_value = "default")]

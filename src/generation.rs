@@ -539,70 +539,44 @@ impl Generation {
     }
 
     /// Consumes batch results until `shutdown` flips.
-    pub async fn consume_results(
-        self: Arc<Self>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
+    pub async fn consume_results(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
         let config = ConsumerConfig {
             ack_wait: Duration::from_secs(60),
             max_deliver: 20,
             ..ConsumerConfig::new("core-results", RESULTS_SUBJECT)
         };
-        let mut consumer = loop {
-            match self.bus.consumer(config.clone()).await {
-                Ok(c) => break c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot consume results; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.changed() => return,
+        let bus = self.bus.clone();
+        crate::consume::consume(bus, config, shutdown, |delivery| {
+            let this = self.clone();
+            async move {
+                let outcome = match serde_json::from_slice::<GenerateResult>(&delivery.payload) {
+                    Ok(result) => this.record(result).await,
+                    Err(e) => {
+                        let _ = delivery
+                            .acker
+                            .dead_letter(&format!("not a batch result: {e}"))
+                            .await;
+                        return;
+                    }
+                };
+                match outcome {
+                    Ok(true) => {
+                        let _ = delivery.acker.ack().await;
+                    }
+                    Ok(false) => {
+                        tracing::warn!(
+                            "a batch result for a task this log does not hold; leaving it to others"
+                        );
+                        let _ = delivery.acker.nak(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "recording a batch result failed; redelivering");
+                        let _ = delivery.acker.nak(Duration::from_millis(500)).await;
                     }
                 }
             }
-        };
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let delivery = tokio::select! {
-                d = consumer.next(Duration::from_millis(500)) => d,
-                _ = shutdown.changed() => return,
-            };
-            let delivery = match delivery {
-                Ok(Some(d)) => d,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "results consumer failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
-            let outcome = match serde_json::from_slice::<GenerateResult>(&delivery.payload) {
-                Ok(result) => self.record(result).await,
-                Err(e) => {
-                    let _ = delivery
-                        .acker
-                        .dead_letter(&format!("not a batch result: {e}"))
-                        .await;
-                    continue;
-                }
-            };
-            match outcome {
-                Ok(true) => {
-                    let _ = delivery.acker.ack().await;
-                }
-                Ok(false) => {
-                    tracing::warn!(
-                        "a batch result for a task this log does not hold; leaving it to others"
-                    );
-                    let _ = delivery.acker.nak(Duration::from_secs(1)).await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "recording a batch result failed; redelivering");
-                    let _ = delivery.acker.nak(Duration::from_millis(500)).await;
-                }
-            }
-        }
+        })
+        .await;
     }
 }
 

@@ -3,6 +3,8 @@
 
 pub mod bus;
 pub mod cli;
+pub mod consume;
+pub mod downloads;
 pub mod generation;
 pub mod http;
 pub mod identity;

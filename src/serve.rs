@@ -241,12 +241,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     runner::ensure_checkpoints(&store).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut background = Vec::new();
-    let bus: Arc<dyn Bus> = match args.nats_url.as_deref().filter(|u| !u.is_empty()) {
+    // NATS carries the event relay whenever it is configured; the job bus is
+    // RabbitMQ when AMQP_URL is set (it wins over NATS_URL), else NATS, else
+    // the in-process queue.
+    let nats = match args.nats_url.as_deref().filter(|u| !u.is_empty()) {
         Some(url) => {
             let bus = crate::bus::nats::NatsBus::connect(url).await.map_err(|e| {
                 ServeError::Bus(format!("NATS at {}: {e}", crate::store::redact(url)))
             })?;
-            tracing::info!("job bus: NATS JetStream; relaying events to tessera.events.>");
+            tracing::info!("relaying events to tessera.events.> on NATS");
             let relay = crate::relay::Relay::new(bus.client().clone())
                 .await
                 .map_err(|e| ServeError::Bus(format!("events stream: {e}")))?;
@@ -256,9 +259,25 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                 store.appended(),
                 stop_rx.clone(),
             )));
+            Some(bus)
+        }
+        None => None,
+    };
+    let bus: Arc<dyn Bus> = match (args.amqp_url.as_deref().filter(|u| !u.is_empty()), nats) {
+        (Some(url), _) => {
+            let bus = crate::bus::rabbit::RabbitBus::connect(url)
+                .await
+                .map_err(|e| {
+                    ServeError::Bus(format!("RabbitMQ at {}: {e}", crate::store::redact(url)))
+                })?;
+            tracing::info!("job bus: RabbitMQ");
             Arc::new(bus)
         }
-        None => Arc::new(MemoryBus::new()),
+        (None, Some(nats)) => {
+            tracing::info!("job bus: NATS JetStream");
+            Arc::new(nats)
+        }
+        (None, None) => Arc::new(MemoryBus::new()),
     };
     for projection in tessera_projections::asynchronous() {
         background.push(tokio::spawn(runner::run(
@@ -351,7 +370,38 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     background.push(tokio::spawn(
         generation.clone().consume_results(stop_rx.clone()),
     ));
+    let downloads = Arc::new(crate::downloads::Downloads::new(
+        store.clone(),
+        projects.clone(),
+        bus.clone(),
+        identity.mailer(),
+    ));
+    match downloads.redispatch_running().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "re-dispatched running downloads"),
+        Err(e) => tracing::warn!(error = %e, "cannot re-dispatch running downloads"),
+    }
+    background.push(tokio::spawn(crate::reactor::run(
+        store.clone(),
+        Arc::new(crate::downloads::Dispatcher {
+            downloads: downloads.clone(),
+        }),
+        store.appended(),
+        stop_rx.clone(),
+    )));
+    background.push(tokio::spawn(
+        downloads.clone().consume_results(stop_rx.clone()),
+    ));
     if args.embedded_workers {
+        background.push(tokio::spawn(crate::worker::run(
+            crate::worker::WorkerConfig::compress(
+                0,
+                Duration::from_secs(args.ack_wait_secs.max(1)),
+            ),
+            bus.clone(),
+            objects.clone(),
+            stop_rx.clone(),
+        )));
         for n in 0..args.worker_slots.max(1) {
             background.push(tokio::spawn(crate::worker::run(
                 crate::worker::WorkerConfig::generate(
@@ -372,6 +422,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         identity,
         projects,
         generation,
+        downloads,
         auth_limits: crate::http::auth::AuthLimits::new(
             args.identity.trusted_proxies.clone(),
             args.identity.auth_rate_per_ip,

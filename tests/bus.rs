@@ -1,5 +1,5 @@
-//! The bus contract suite. Every adapter of the bus port must pass it; today the
-//! in-process adapter, the brokers join through `adapters()`.
+//! The bus contract suite. Every adapter of the bus port must pass it: the
+//! in-process adapter, NATS JetStream and RabbitMQ, through `adapters()`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera::bus::nats::NatsBus;
+use tessera::bus::rabbit::RabbitBus;
 use tessera::bus::MemoryBus;
 use tessera_domain::bus::{Bus, ConsumerConfig, Job};
 
 /// Every adapter this run covers: in-process always; NATS when
-/// `TESSERA_TEST_NATS_URL` is set (required under `TESSERA_TEST_REQUIRE_SERVICES`).
+/// `TESSERA_TEST_NATS_URL` is set, RabbitMQ when `TESSERA_TEST_AMQP_URL` is set
+/// (each required under `TESSERA_TEST_REQUIRE_SERVICES`).
 async fn adapters() -> Vec<Arc<dyn Bus>> {
     let mut out: Vec<Arc<dyn Bus>> = vec![Arc::new(MemoryBus::new())];
     match std::env::var("TESSERA_TEST_NATS_URL") {
@@ -25,7 +27,25 @@ async fn adapters() -> Vec<Arc<dyn Bus>> {
         _ if common::require_services() => panic!("TESSERA_TEST_NATS_URL is required"),
         _ => eprintln!("note: TESSERA_TEST_NATS_URL unset; NATS bus tests skipped"),
     }
+    if let Some(bus) = rabbit().await {
+        out.push(Arc::new(bus));
+    }
     out
+}
+
+async fn rabbit() -> Option<RabbitBus> {
+    match std::env::var("TESSERA_TEST_AMQP_URL") {
+        Ok(url) if !url.is_empty() => Some(
+            RabbitBus::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("RabbitMQ at {url}: {e}")),
+        ),
+        _ if common::require_services() => panic!("TESSERA_TEST_AMQP_URL is required"),
+        _ => {
+            eprintln!("note: TESSERA_TEST_AMQP_URL unset; RabbitMQ bus tests skipped");
+            None
+        }
+    }
 }
 
 fn job(subject: &str, id: &str) -> Job {
@@ -125,7 +145,7 @@ async fn silence_redelivers_then_dead_letters(bus: &dyn Bus, p: &str) {
     assert_eq!(second.attempt, 2);
     drop(first);
     assert!(c.next(Duration::from_millis(600)).await.unwrap().is_none());
-    let dead = bus.dead_letters(100).await.unwrap();
+    let dead = bus.dead_letters(100_000).await.unwrap();
     let d = dead
         .iter()
         .find(|d| d.dedup_id == format!("{p}-d1"))
@@ -138,7 +158,7 @@ async fn silence_redelivers_then_dead_letters(bus: &dyn Bus, p: &str) {
         .unwrap();
     let d = c.next(WAIT).await.unwrap().unwrap();
     d.acker.dead_letter("corrupt input").await.unwrap();
-    let dead = bus.dead_letters(100).await.unwrap();
+    let dead = bus.dead_letters(100_000).await.unwrap();
     assert!(dead
         .iter()
         .any(|d| d.dedup_id == format!("{p}-d2") && d.reason == "corrupt input"));
@@ -198,7 +218,8 @@ async fn overlapping_consumers_are_refused(bus: &dyn Bus, p: &str) {
 async fn bus_contract() {
     for bus in adapters().await {
         eprintln!("bus contract on {}", bus.name());
-        // Under the jobs subject space every broker adapter serves.
+        // Under the jobs subject space every broker adapter serves; unique per
+        // run, so reruns on the same broker never meet an earlier run's jobs.
         let p = format!("tessera.jobs.t{}", uuid::Uuid::new_v4().simple());
         bus.ping().await.unwrap();
         publish_consume_ack(bus.as_ref(), &p).await;
@@ -208,6 +229,16 @@ async fn bus_contract() {
         duplicate_publish_is_delivered_once(bus.as_ref(), &p).await;
         consumer_restart_resumes(bus.as_ref(), &p).await;
         overlapping_consumers_are_refused(bus.as_ref(), &p).await;
+        if bus.name() == "rabbitmq" {
+            // A RabbitMQ consumer is a durable queue: remove this run's.
+            let rabbit = rabbit().await.unwrap();
+            for suffix in ["a", "n", "s", "d", "u", "r", "o1", "o2"] {
+                rabbit
+                    .delete_consumer(&config(&format!("{p}-{suffix}"), "", 1, 1).name)
+                    .await
+                    .unwrap();
+            }
+        }
     }
 }
 

@@ -10,79 +10,13 @@ mod common;
 use common::call;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "a long and unusual passphrase";
 
-struct Project {
-    token: String,
-    id: String,
-    prefix: String,
-    name: String,
-}
-
-async fn project_with(
-    server: &common::Server,
-    login: &Value,
-    name: &str,
-    files: &[(String, Vec<u8>)],
-) -> Project {
-    let token = login["id_token"].as_str().unwrap().to_owned();
-    let (s, body) = call(
-        server,
-        "/projects/create",
-        json!({"id_token": token, "project_name": name}),
-    )
-    .await;
-    assert_eq!(s, 200, "{body}");
-    let id = body["data"]["project_id"].as_str().unwrap().to_owned();
-    let prefix = body["data"]["s3_prefix"].as_str().unwrap().to_owned();
-    common::put_presigned(server, &token, &id, files).await;
-    let infos = common::infos(&prefix, files);
-    let (s, body) = call(
-        server,
-        "/projects/upload_update",
-        json!({"id_token": token, "project_id": id, "project_name": name, "ls_object_info": infos}),
-    )
-    .await;
-    assert_eq!(s, 200, "{body}");
-    Project {
-        token,
-        id,
-        prefix,
-        name: name.to_owned(),
-    }
-}
-
-async fn wait_for_end(server: &common::Server, token: &str, task_id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let (s, body) = call(
-            server,
-            "/generate/task_progress",
-            json!({"id_token": token, "task_id": task_id}),
-        )
-        .await;
-        assert_eq!(s, 200, "{body}");
-        let status = body["data"]["status"].as_str().unwrap().to_owned();
-        if matches!(
-            status.as_str(),
-            "FINISH" | "FINISH_ERROR" | "ERROR" | "CANCEL"
-        ) {
-            return body["data"].clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "task stuck: {body}\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn items(server: &common::Server, p: &Project, kind: &str) -> Vec<Value> {
+async fn items(server: &common::Server, p: &common::Project, kind: &str) -> Vec<Value> {
     let (s, body) = call(
         server,
         "/projects/list_data",
@@ -144,7 +78,7 @@ async fn augment_preprocess_and_reproduce() {
         let files: Vec<(String, Vec<u8>)> = (0..30)
             .map(|i| (format!("img_{i:02}.png"), common::png(i, 64 + i, 48)))
             .collect();
-        let p = project_with(&server, &login, "gen", &files).await;
+        let p = common::project_with(&server, &login, "gen", &files).await;
 
         // The catalog.
         let (s, body) = call(
@@ -212,7 +146,7 @@ async fn augment_preprocess_and_reproduce() {
         let task = body["data"]["task_id"].as_str().unwrap().to_owned();
         let seed = body["data"]["seed"].as_u64().unwrap();
         assert_eq!(body["data"]["times_generated"], 1);
-        let end = wait_for_end(&server, &p.token, &task).await;
+        let end = common::wait_for_task(&server, &p.token, &task).await;
         assert_eq!(end["status"], "FINISH", "{end}");
         assert_eq!(
             (
@@ -263,7 +197,7 @@ async fn augment_preprocess_and_reproduce() {
         assert_eq!(s, 200, "{body}");
         let task2 = body["data"]["task_id"].as_str().unwrap().to_owned();
         assert_eq!(
-            wait_for_end(&server, &p.token, &task2).await["status"],
+            common::wait_for_task(&server, &p.token, &task2).await["status"],
             "FINISH"
         );
         let by_task = |t: &str| -> BTreeMap<String, String> {
@@ -303,7 +237,7 @@ async fn augment_preprocess_and_reproduce() {
         assert_eq!(s, 200, "{body}");
         let t = body["data"]["task_id"].as_str().unwrap().to_owned();
         assert_eq!(
-            wait_for_end(&server, &p.token, &t).await["status"],
+            common::wait_for_task(&server, &p.token, &t).await["status"],
             "FINISH"
         );
         let pre_items = items(&server, &p, "PREPROCESS").await;
@@ -316,7 +250,7 @@ async fn augment_preprocess_and_reproduce() {
         assert_eq!(s, 200, "{body}");
         let t = body["data"]["task_id"].as_str().unwrap().to_owned();
         assert_eq!(
-            wait_for_end(&server, &p.token, &t).await["status"],
+            common::wait_for_task(&server, &p.token, &t).await["status"],
             "FINISH"
         );
         let pre_items = items(&server, &p, "PREPROCESS").await;
@@ -345,12 +279,12 @@ async fn augment_preprocess_and_reproduce() {
             b"\x89PNG\r\n\x1a\nthis is not an image".to_vec(),
         ));
         mixed.push(("huge.png".into(), forged_png()));
-        let q = project_with(&server, &login, "broken", &mixed).await;
+        let q = common::project_with(&server, &login, "broken", &mixed).await;
         let req = json!({"id_token": q.token, "project_id": q.id, "project_name": q.name, "ls_method_id": ["AUG-004"], "num_aug_p_img": 2, "data_number": [6, 0, 0]});
         let (s, body) = call(&server, "/generate/images", req).await;
         assert_eq!(s, 200, "{body}");
         let t = body["data"]["task_id"].as_str().unwrap().to_owned();
-        let end = wait_for_end(&server, &q.token, &t).await;
+        let end = common::wait_for_task(&server, &q.token, &t).await;
         assert_eq!(end["status"], "FINISH_ERROR", "{end}");
         assert_eq!(end["number_finished"], 8);
         let failed: Vec<&str> = end["failures"]
@@ -397,7 +331,7 @@ async fn a_waiting_task_blocks_and_cancels() {
     let files: Vec<(String, Vec<u8>)> = (0..3)
         .map(|i| (format!("a{i}.png"), common::png(i, 10, 10)))
         .collect();
-    let p = project_with(&server, &login, "waiting", &files).await;
+    let p = common::project_with(&server, &login, "waiting", &files).await;
     let req = json!({"id_token": p.token, "project_id": p.id, "project_name": p.name, "ls_method_id": ["AUG-003"], "data_number": [3, 0, 0]});
     let (s, body) = call(&server, "/generate/images", req.clone()).await;
     assert_eq!(s, 200, "{body}");

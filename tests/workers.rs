@@ -1,6 +1,8 @@
 //! Separate worker processes on NATS: `tessera serve --no-workers` plus two
 //! `tessera worker` processes; one is killed (SIGKILL) in the middle of a job,
 //! and the task still finishes with exactly the expected outputs, once each.
+//! A compress worker killed after the first part of its zip leaves no zip
+//! visible, and the redelivered job builds a valid one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -43,6 +45,7 @@ fn worker(server: &common::Server, nats: &str, pool: &str, bucket: &str, n: usiz
         .arg("worker")
         .arg("--data-dir")
         .arg(&server.data_dir)
+        .args(["--jobs", "generate"])
         .env("NATS_URL", nats)
         .env("TESSERA_WORKER_POOL", pool)
         .env("TESSERA_WORKER_SLOTS", "1")
@@ -181,5 +184,170 @@ async fn a_killed_worker_loses_and_duplicates_nothing() {
     let folder = server.data_dir.join("objects").join(&prefix).join(&task);
     let on_disk = std::fs::read_dir(&folder).unwrap().count();
     assert_eq!(on_disk, 36);
+    drop(workers);
+}
+
+/// The first part file of an open multipart upload in the embedded store.
+fn uploaded_part(data_dir: &std::path::Path) -> bool {
+    let Ok(uploads) = std::fs::read_dir(data_dir.join("objects").join(".uploads")) else {
+        return false;
+    };
+    uploads.flatten().any(|u| {
+        std::fs::read_dir(u.path())
+            .map(|parts| parts.flatten().any(|p| p.file_name() != "upload.json"))
+            .unwrap_or(false)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_compress_worker_leaves_no_broken_zip() {
+    let Some(nats) = nats_url() else { return };
+    let backend = common::backends().pop().unwrap();
+    let bucket = format!("z{}", uuid::Uuid::new_v4().simple());
+    let server = common::Server::start_with(
+        &backend,
+        &[
+            ("NATS_URL", &nats),
+            ("TESSERA_EMBEDDED_WORKERS", "false"),
+            ("S3_BUCKET", &bucket),
+        ],
+    )
+    .await;
+    let login = common::signed_up_user(&server, "zed", PASSWORD).await;
+    // 48 files of 1 MB of noise: the zip spans three 16 MiB parts.
+    let files: Vec<(String, Vec<u8>)> = (0..48u64)
+        .map(|i| {
+            let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let bytes = (0..1_000_000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            (format!("z{i:02}.jpg"), bytes)
+        })
+        .collect();
+    let p = common::project_with(&server, &login, "z", &files).await;
+    let compress_worker = |n: usize| {
+        let log = std::fs::File::create(server.data_dir.join(format!("worker{n}.log"))).unwrap();
+        Command::new(common::binary())
+            .arg("worker")
+            .arg("--data-dir")
+            .arg(&server.data_dir)
+            .args(["--jobs", "compress"])
+            .env("NATS_URL", &nats)
+            .env("TESSERA_JOB_ACK_WAIT_SECS", "3")
+            .env("S3_BUCKET", &bucket)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap()
+    };
+    let mut workers = Workers(vec![compress_worker(0)]);
+    let body = call(
+        &server,
+        "/projects/download_create",
+        json!({"id_token": p.token, "project_id": p.id, "project_name": p.name, "down_type": "ORIGINAL"}),
+    )
+    .await;
+    let task = body["data"]["task_id"].as_str().unwrap().to_owned();
+
+    // Kill the worker once the first part of the zip is uploaded.
+    let started = Instant::now();
+    while !uploaded_part(&server.data_dir) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the worker never uploaded a part:\n{}",
+            log_of(&server, 0)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    workers.0[0].kill().unwrap();
+    workers.0[0].wait().unwrap();
+    let identity = login["identity_id"].as_str().unwrap();
+    let downloads = server
+        .data_dir
+        .join("objects")
+        .join(&bucket)
+        .join(identity)
+        .join(&p.id)
+        .join("download");
+    let zips = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".zip"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        zips(&downloads).is_empty(),
+        "no zip may be visible mid-build"
+    );
+    let running = call(
+        &server,
+        "/projects/download_update",
+        json!({"id_token": p.token, "task_id": task}),
+    )
+    .await;
+    assert_eq!(running["data"]["status"], "RUNNING");
+
+    workers.0.push(compress_worker(1));
+    let done = loop {
+        let d = call(
+            &server,
+            "/projects/download_update",
+            json!({"id_token": p.token, "task_id": task}),
+        )
+        .await;
+        if d["data"]["status"] != "RUNNING" {
+            break d["data"].clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "stuck: {d}\n{}",
+            log_of(&server, 1)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["status"], "FINISH", "{done}");
+    assert_eq!(zips(&downloads).len(), 1);
+    let zip = reqwest::get(done["presign_url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let path = server.data_dir.join("export.zip");
+    std::fs::write(&path, &zip).unwrap();
+    let checked = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.testzip() is None\nprint(len(z.namelist()))",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&checked.stdout).trim(), "49");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip.to_vec())).unwrap();
+    for (name, bytes) in &files {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(
+            &mut archive.by_name(&format!("ORIGINAL/{name}")).unwrap(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(&out, bytes, "{name}");
+    }
     drop(workers);
 }

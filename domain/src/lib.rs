@@ -6,6 +6,7 @@
 //! learns the whole business from this crate alone.
 
 pub mod bus;
+pub mod download;
 pub mod error;
 pub mod event;
 pub mod generation;

@@ -244,6 +244,7 @@ pub struct ItemRow {
     pub gen_id: String,
     pub classtype: String,
     pub seq: i64,
+    pub hash: String,
 }
 
 /// One page of a project's items, newest first, strictly older than `before`
@@ -257,7 +258,7 @@ pub async fn page(
 ) -> Result<Vec<ItemRow>, sqlx::Error> {
     let kind_filter = if kind.is_some() { " AND kind = $3" } else { "" };
     let sql = format!(
-        "SELECT filename, s3_key, kind, size, gen_id, classtype, seq FROM data_items \
+        "SELECT {ITEM_SELECT} FROM data_items \
          WHERE project_id = $1 AND seq < $2{kind_filter} ORDER BY seq DESC LIMIT {}",
         limit.clamp(1, 10_000)
     );
@@ -267,22 +268,40 @@ pub async fn page(
     if let Some(k) = kind {
         query = query.bind(k.as_str());
     }
-    query
-        .fetch_all(conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(ItemRow {
-                filename: r.try_get(0)?,
-                s3_key: r.try_get(1)?,
-                kind: r.try_get(2)?,
-                size: r.try_get(3)?,
-                gen_id: r.try_get(4)?,
-                classtype: r.try_get(5)?,
-                seq: r.try_get(6)?,
-            })
-        })
-        .collect()
+    query.fetch_all(conn).await?.iter().map(item_row).collect()
+}
+
+const ITEM_SELECT: &str = "filename, s3_key, kind, size, gen_id, classtype, seq, hash";
+
+fn item_row(r: &sqlx::any::AnyRow) -> Result<ItemRow, sqlx::Error> {
+    Ok(ItemRow {
+        filename: r.try_get(0)?,
+        s3_key: r.try_get(1)?,
+        kind: r.try_get(2)?,
+        size: r.try_get(3)?,
+        gen_id: r.try_get(4)?,
+        classtype: r.try_get(5)?,
+        seq: r.try_get(6)?,
+        hash: r.try_get(7)?,
+    })
+}
+
+/// Every item of the given kinds of a project, by kind then file name.
+pub async fn of_kinds(
+    conn: &mut AnyConnection,
+    project_id: &str,
+    kinds: &[DataKind],
+) -> Result<Vec<ItemRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {ITEM_SELECT} FROM data_items WHERE project_id = $1 AND kind IN ({}) \
+         ORDER BY kind, filename",
+        crate::placeholders(2, kinds.len())
+    );
+    let mut query = sqlx::query(&sql).bind(project_id);
+    for k in kinds {
+        query = query.bind(k.as_str());
+    }
+    query.fetch_all(conn).await?.iter().map(item_row).collect()
 }
 
 /// The position of one item in the newest-first order.

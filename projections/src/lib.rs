@@ -15,6 +15,7 @@ use sqlx::AnyConnection;
 use tessera_domain::RecordedEvent;
 
 pub mod data_items;
+pub mod downloads;
 pub mod event_counts;
 pub mod projects;
 pub mod tasks;
@@ -65,6 +66,7 @@ pub fn inline() -> Vec<Arc<dyn Projection>> {
         Arc::new(projects::Projects),
         Arc::new(data_items::DataItems),
         Arc::new(tasks::Tasks),
+        Arc::new(downloads::Downloads),
     ]
 }
 

@@ -104,3 +104,14 @@ pub async fn find(conn: &mut AnyConnection, login: &str) -> Result<Option<UserRo
     })
     .transpose()
 }
+
+/// A user's email address by user id.
+pub async fn email_of(
+    conn: &mut AnyConnection,
+    user_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT email FROM users WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(conn)
+        .await
+}

@@ -2,6 +2,7 @@
 //! envelope, health, metrics and the OpenAPI document.
 
 pub mod auth;
+pub mod download;
 pub mod envelope;
 pub mod error;
 pub mod generate;
@@ -34,6 +35,7 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     pub projects: Arc<crate::projects::Projects>,
     pub generation: Arc<crate::generation::Generation>,
+    pub downloads: Arc<crate::downloads::Downloads>,
     pub auth_limits: auth::AuthLimits,
 }
 
@@ -68,6 +70,8 @@ pub struct HttpLimits {
         projects::delete_images, projects::list_data,
         generate::list_method, generate::images, generate::task_progress,
         generate::task_progress_stream, generate::cancel,
+        download::download_create, download::download_update,
+        download::create_compress_download_task, download::get_compress_download_task,
     ),
     components(schemas(ops::Readiness, ops::Check, platform_auth::Tokens, users_api::UsersEnvelope)),
     modifiers(&BearerAuth)
@@ -115,6 +119,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, limit
         .configure(platform_auth::routes)
         .configure(projects::routes)
         .configure(generate::routes)
+        .configure(download::routes)
         .configure(|c| users_api::routes(c, limits.max_body_bytes))
         .configure(|c| otp_api::routes(c, limits.max_body_bytes))
         .configure(|c| roles_api::routes(c, limits.max_body_bytes));

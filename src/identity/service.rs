@@ -98,6 +98,11 @@ impl Identity {
         &self.tokens
     }
 
+    /// The mailer, for other services that write to users.
+    pub fn mailer(&self) -> Arc<dyn Mailer> {
+        self.mailer.clone()
+    }
+
     pub fn credentials(&self) -> &CredentialIssuer {
         &self.credentials
     }

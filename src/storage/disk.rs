@@ -23,6 +23,20 @@ pub struct Disk {
     root: PathBuf,
 }
 
+/// Parts of a multipart upload at most.
+const MAX_PARTS: i32 = 10_000;
+
+/// An open multipart upload: `<root>/.uploads/<upload_id>/upload.json`, its
+/// parts beside it as `<part number>.<etag>`. Completing joins the parts in a
+/// temp file and renames it into place, so the object appears whole or not at
+/// all.
+#[derive(Serialize, Deserialize)]
+struct Upload {
+    bucket: String,
+    key: String,
+    content_type: Option<String>,
+}
+
 #[derive(Serialize, Deserialize, Default)]
 struct Sidecar {
     content_type: Option<String>,
@@ -37,6 +51,7 @@ impl Disk {
     pub fn new(root: &Path) -> std::io::Result<Disk> {
         std::fs::create_dir_all(root.join(".tmp"))?;
         std::fs::create_dir_all(root.join(".meta"))?;
+        std::fs::create_dir_all(root.join(".uploads"))?;
         Ok(Disk {
             root: root.to_owned(),
         })
@@ -57,6 +72,37 @@ impl Disk {
         let data = self.bucket_dir(bucket)?.join(key);
         let meta = self.root.join(".meta").join(bucket).join(key);
         Ok((data, meta))
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.root
+            .join(".tmp")
+            .join(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    fn upload_dir(&self, upload_id: &str) -> S3Result<PathBuf> {
+        if upload_id.is_empty() || !upload_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(s3_error!(NoSuchUpload));
+        }
+        Ok(self.root.join(".uploads").join(upload_id))
+    }
+
+    /// An open multipart upload, which must be for this bucket and key.
+    async fn upload(
+        &self,
+        upload_id: &str,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<(PathBuf, Upload)> {
+        let dir = self.upload_dir(upload_id)?;
+        let bytes = tokio::fs::read(dir.join("upload.json"))
+            .await
+            .map_err(|_| s3_error!(NoSuchUpload))?;
+        let upload: Upload = serde_json::from_slice(&bytes).map_err(internal)?;
+        if upload.bucket != bucket || upload.key != key {
+            return Err(s3_error!(NoSuchUpload));
+        }
+        Ok((dir, upload))
     }
 
     async fn bucket_exists(&self, bucket: &str) -> S3Result<PathBuf> {
@@ -105,22 +151,115 @@ impl Disk {
     }
 }
 
-/// Every key under `dir` (a folder of `bucket_dir`), unsorted.
-fn walk(bucket_dir: &Path, dir: &Path, out: &mut Vec<(String, u64, std::time::SystemTime)>) {
+/// Writes a request body to `tmp`, checking the declared length; returns
+/// the hex MD5 (the ETag). On error nothing is left behind.
+async fn write_body(
+    tmp: &Path,
+    mut body: StreamingBlob,
+    declared: Option<i64>,
+) -> S3Result<String> {
+    let mut file = tokio::fs::File::create(tmp).await.map_err(internal)?;
+    let mut md5 = md5::Md5::new();
+    let mut written: u64 = 0;
+    let result: S3Result<()> = async {
+        while let Some(chunk) = body.next().await {
+            let chunk: Bytes = chunk.map_err(|e| s3_error!(IncompleteBody, "{e}"))?;
+            md5.update(&chunk);
+            written += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(internal)?;
+        }
+        file.flush().await.map_err(internal)?;
+        if declared.is_some_and(|n| n as u64 != written) {
+            return Err(s3_error!(
+                IncompleteBody,
+                "the body is shorter or longer than declared"
+            ));
+        }
+        Ok(())
+    }
+    .await;
+    drop(file);
+    if let Err(e) = result {
+        let _ = tokio::fs::remove_file(tmp).await;
+        return Err(e);
+    }
+    Ok(hex::encode(md5.finalize()))
+}
+
+/// Moves a finished temp file into place as the object, with its sidecar.
+async fn place(tmp: &Path, data: &Path, meta: &Path, sidecar: &Sidecar) -> S3Result<()> {
+    let placed: std::io::Result<()> = async {
+        if let Some(parent) = data.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        if let Some(parent) = meta.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(meta, serde_json::to_vec(sidecar).unwrap_or_default()).await?;
+        tokio::fs::rename(tmp, data).await
+    }
+    .await;
+    if let Err(e) = placed {
+        let _ = tokio::fs::remove_file(tmp).await;
+        return Err(match e.kind() {
+            std::io::ErrorKind::IsADirectory
+            | std::io::ErrorKind::NotADirectory
+            | std::io::ErrorKind::DirectoryNotEmpty => s3_error!(
+                InvalidArgument,
+                "the key collides with a folder of other keys"
+            ),
+            _ => internal(e),
+        });
+    }
+    Ok(())
+}
+
+/// What a listing asks for: keys starting with `prefix`, greater than `after`.
+struct Range<'a> {
+    prefix: &'a str,
+    after: &'a str,
+}
+
+impl Range<'_> {
+    fn wants_key(&self, key: &str) -> bool {
+        key.starts_with(self.prefix) && key > self.after
+    }
+
+    /// Whether a folder (`dir`, ending in `/`) can hold a wanted key: it must
+    /// meet the prefix, and not lie wholly at or before `after`.
+    fn wants_dir(&self, dir: &str) -> bool {
+        let meets_prefix = dir.starts_with(self.prefix) || self.prefix.starts_with(dir);
+        let all_before = dir < self.after && !self.after.starts_with(dir);
+        meets_prefix && !all_before
+    }
+}
+
+/// Collects `(key, size, modified)` of the wanted objects under `dir`. Names
+/// are filtered before anything is stat'ed, so a listing of a narrow range in
+/// a large folder costs one directory read.
+fn walk(
+    dir: &Path,
+    dir_key: &str,
+    range: &Range<'_>,
+    out: &mut Vec<(String, u64, std::time::SystemTime)>,
+) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(meta) = entry.metadata() else { continue };
-        if meta.is_dir() {
-            walk(bucket_dir, &path, out);
-        } else if let Ok(rel) = path.strip_prefix(bucket_dir) {
-            let key = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let key = format!("{dir_key}{name}");
+        if kind.is_dir() {
+            let sub = format!("{key}/");
+            if range.wants_dir(&sub) {
+                walk(&entry.path(), &sub, range, out);
+            }
+        } else if range.wants_key(&key) {
+            let Ok(meta) = entry.metadata() else { continue };
             out.push((
                 key,
                 meta.len(),
@@ -159,71 +298,181 @@ impl S3 for Disk {
         let input = req.input;
         self.bucket_exists(&input.bucket).await?;
         let (data, meta) = self.paths(&input.bucket, &input.key)?;
-        let Some(mut body) = input.body else {
+        let Some(body) = input.body else {
             return Err(s3_error!(IncompleteBody));
         };
-        let tmp = self
-            .root
-            .join(".tmp")
-            .join(uuid::Uuid::new_v4().simple().to_string());
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(internal)?;
-        let mut md5 = md5::Md5::new();
-        let mut written: u64 = 0;
-        let result: S3Result<()> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk: Bytes = chunk.map_err(|e| s3_error!(IncompleteBody, "{e}"))?;
-                md5.update(&chunk);
-                written += chunk.len() as u64;
-                file.write_all(&chunk).await.map_err(internal)?;
-            }
-            file.flush().await.map_err(internal)?;
-            Ok(())
-        }
-        .await;
-        drop(file);
-        if let Err(e) = result {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
-        if input.content_length.is_some_and(|n| n as u64 != written) {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(s3_error!(
-                IncompleteBody,
-                "the body is shorter or longer than declared"
-            ));
-        }
-        let etag = hex::encode(md5.finalize());
+        let tmp = self.tmp_path();
+        let etag = write_body(&tmp, body, input.content_length).await?;
         let sidecar = Sidecar {
             content_type: input.content_type.map(|c| c.to_string()),
             etag: etag.clone(),
         };
-        let placed: std::io::Result<()> = async {
-            if let Some(parent) = data.parent() {
-                tokio::fs::create_dir_all(parent).await?;
-            }
-            if let Some(parent) = meta.parent() {
-                tokio::fs::create_dir_all(parent).await?;
-            }
-            tokio::fs::write(&meta, serde_json::to_vec(&sidecar).unwrap_or_default()).await?;
-            tokio::fs::rename(&tmp, &data).await
-        }
-        .await;
-        if let Err(e) = placed {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(match e.kind() {
-                std::io::ErrorKind::IsADirectory
-                | std::io::ErrorKind::NotADirectory
-                | std::io::ErrorKind::DirectoryNotEmpty => s3_error!(
-                    InvalidArgument,
-                    "the key collides with a folder of other keys"
-                ),
-                _ => internal(e),
-            });
-        }
+        place(&tmp, &data, &meta, &sidecar).await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
             ..Default::default()
         }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        self.bucket_exists(&input.bucket).await?;
+        self.paths(&input.bucket, &input.key)?;
+        let upload_id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = self.upload_dir(&upload_id)?;
+        let target = Upload {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            content_type: input.content_type.map(|c| c.to_string()),
+        };
+        async {
+            tokio::fs::create_dir_all(&dir).await?;
+            tokio::fs::write(
+                dir.join("upload.json"),
+                serde_json::to_vec(&target).unwrap_or_default(),
+            )
+            .await
+        }
+        .await
+        .map_err(internal)?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload_id),
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let input = req.input;
+        let (dir, _) = self
+            .upload(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        if !(1..=MAX_PARTS).contains(&input.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "part numbers are 1 to {MAX_PARTS}"
+            ));
+        }
+        let Some(body) = input.body else {
+            return Err(s3_error!(IncompleteBody));
+        };
+        let tmp = self.tmp_path();
+        let etag = write_body(&tmp, body, input.content_length).await?;
+        // A part sent again replaces the earlier one.
+        let part = dir.join(format!("{:05}.{etag}", input.part_number));
+        let renamed = async {
+            let mut old = tokio::fs::read_dir(&dir).await?;
+            let prefix = format!("{:05}.", input.part_number);
+            while let Some(entry) = old.next_entry().await? {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    tokio::fs::remove_file(entry.path()).await?;
+                }
+            }
+            tokio::fs::rename(&tmp, &part).await
+        }
+        .await;
+        if let Err(e) = renamed {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(internal(e));
+        }
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let (dir, upload) = self
+            .upload(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        let (data, meta) = self.paths(&input.bucket, &input.key)?;
+        let asked = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default();
+        if asked.is_empty() {
+            return Err(s3_error!(MalformedXML, "no parts"));
+        }
+        // Parts in ascending order, each with the ETag its upload returned.
+        let mut files = Vec::with_capacity(asked.len());
+        let mut previous = 0;
+        for part in &asked {
+            let (Some(n), Some(etag)) = (part.part_number, part.e_tag.as_ref()) else {
+                return Err(s3_error!(InvalidPart));
+            };
+            if n <= previous {
+                return Err(s3_error!(InvalidPartOrder));
+            }
+            previous = n;
+            let file = dir.join(format!("{n:05}.{}", etag.value().trim_matches('"')));
+            if tokio::fs::metadata(&file).await.is_err() {
+                return Err(s3_error!(
+                    InvalidPart,
+                    "part {n} is not uploaded with that ETag"
+                ));
+            }
+            files.push((file, etag.value().trim_matches('"').to_owned()));
+        }
+        let tmp = self.tmp_path();
+        let joined = {
+            let tmp = tmp.clone();
+            let files: Vec<PathBuf> = files.iter().map(|(f, _)| f.clone()).collect();
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+                for f in files {
+                    std::io::copy(&mut std::fs::File::open(f)?, &mut out)?;
+                }
+                std::io::Write::flush(&mut out)?;
+                Ok(())
+            })
+            .await
+            .map_err(internal)?
+        };
+        if let Err(e) = joined {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(internal(e));
+        }
+        // The S3 form of a multipart ETag: md5 of the parts' md5s, then `-N`.
+        let mut md5 = md5::Md5::new();
+        for (_, etag) in &files {
+            md5.update(hex::decode(etag).unwrap_or_default());
+        }
+        let etag = format!("{}-{}", hex::encode(md5.finalize()), files.len());
+        let sidecar = Sidecar {
+            content_type: upload.content_type,
+            etag: etag.clone(),
+        };
+        place(&tmp, &data, &meta, &sidecar).await?;
+        let _ = tokio::fs::remove_dir_all(&dir).await;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        let (dir, _) = self
+            .upload(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        tokio::fs::remove_dir_all(&dir).await.map_err(internal)?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
     async fn get_object(
@@ -312,15 +561,24 @@ impl S3 for Disk {
             .unwrap_or_default();
         let max = input.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
         // Walk only the deepest folder the prefix names.
-        let start_dir = match prefix.rfind('/') {
-            Some(i) => bucket_dir.join(prefix.get(..i).unwrap_or_default()),
-            None => bucket_dir.clone(),
+        let (start_dir, start_key) = match prefix.rfind('/') {
+            Some(i) => {
+                let folder = prefix.get(..=i).unwrap_or_default().to_owned();
+                // The folder is joined to a path: no `..`, no absolute path.
+                super::check_key(folder.trim_end_matches('/'))
+                    .map_err(|e| s3_error!(InvalidArgument, "{e}"))?;
+                (bucket_dir.join(&folder), folder)
+            }
+            None => (bucket_dir.clone(), String::new()),
         };
         let walk_prefix = prefix.clone();
         let mut keys = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
-            walk(&bucket_dir, &start_dir, &mut out);
-            out.retain(|(k, _, _)| k.starts_with(&walk_prefix) && k.as_str() > after.as_str());
+            let range = Range {
+                prefix: &walk_prefix,
+                after: &after,
+            };
+            walk(&start_dir, &start_key, &range, &mut out);
             out.sort_by(|a, b| a.0.cmp(&b.0));
             out
         })
@@ -351,5 +609,33 @@ impl S3 for Disk {
             contents: Some(contents),
             ..Default::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Range;
+
+    #[test]
+    fn a_range_prunes_folders_that_cannot_hold_a_wanted_key() {
+        let r = Range {
+            prefix: "u/p/up_",
+            after: "u/p/up_00",
+        };
+        assert!(r.wants_dir("u/"));
+        assert!(r.wants_dir("u/p/"));
+        assert!(r.wants_dir("u/p/up_x/"));
+        assert!(!r.wants_dir("u/q/"));
+        assert!(!r.wants_dir("u/p/task/"));
+        assert!(r.wants_key("u/p/up_000.jpg"));
+        assert!(!r.wants_key("u/p/up_00"));
+        assert!(!r.wants_key("u/p/seed.jpg"));
+        let after = Range {
+            prefix: "u/",
+            after: "u/m/5",
+        };
+        assert!(!after.wants_dir("u/a/"), "wholly before `after`");
+        assert!(after.wants_dir("u/m/"), "holds keys after `after`");
+        assert!(after.wants_dir("u/z/"));
     }
 }

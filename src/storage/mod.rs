@@ -8,6 +8,7 @@
 pub mod disk;
 pub mod embedded;
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -51,6 +52,8 @@ impl std::fmt::Debug for StorageConfig {
 
 /// How many object requests one command keeps in flight.
 const PARALLEL_REQUESTS: usize = 32;
+/// From this many keys on, [`ObjectStore::sizes`] lists before it HEADs.
+const RANGE_LIST_MIN_KEYS: usize = 8;
 
 #[derive(Clone)]
 pub struct ObjectStore {
@@ -152,12 +155,90 @@ impl ObjectStore {
         }
     }
 
-    /// The sizes of many objects, in the order asked, with bounded parallelism.
+    /// The sizes of many objects, in the order asked (`None`: not there).
+    ///
+    /// A batch is usually a run of neighbouring names, so one listing of the
+    /// key range the batch spans answers it with a request per 1,000 keys
+    /// instead of one per key. The listing stops after a budget of pages (the
+    /// range may hold many other objects); every key it did not see is asked
+    /// with HEAD, [`PARALLEL_REQUESTS`] at a time. The listing only ever
+    /// confirms a key, so a missing object is always confirmed by HEAD.
     pub async fn sizes(&self, keys: &[&str]) -> Result<Vec<Option<u64>>, StorageError> {
-        futures::stream::iter(keys.iter().map(|k| self.size(k)))
+        let mut listed = if keys.len() >= RANGE_LIST_MIN_KEYS {
+            self.list_range(keys).await?
+        } else {
+            HashMap::new()
+        };
+        let unseen: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| !listed.contains_key(*k))
+            .collect();
+        let headed: Vec<Option<u64>> = futures::stream::iter(unseen.iter().map(|k| self.size(k)))
             .buffered(PARALLEL_REQUESTS)
             .try_collect()
-            .await
+            .await?;
+        for (key, size) in unseen.into_iter().zip(headed) {
+            if let Some(size) = size {
+                listed.insert(key.to_owned(), size);
+            }
+        }
+        Ok(keys.iter().map(|k| listed.get(*k).copied()).collect())
+    }
+
+    /// Sizes of the wanted keys seen by listing the range from the smallest
+    /// to the largest of them, at most `1 + keys / 500` pages.
+    async fn list_range(&self, keys: &[&str]) -> Result<HashMap<String, u64>, StorageError> {
+        let wanted: HashSet<&str> = keys.iter().copied().collect();
+        let (Some(lo), Some(hi)) = (wanted.iter().min(), wanted.iter().max()) else {
+            return Ok(HashMap::new());
+        };
+        let prefix_len = lo
+            .bytes()
+            .zip(hi.bytes())
+            .take_while(|(a, b)| a == b)
+            .count();
+        // A common prefix ends on a char boundary of both keys.
+        let prefix = lo.get(..prefix_len).unwrap_or_default();
+        // Listing starts after this, so `lo` itself is included.
+        let start_after = lo
+            .char_indices()
+            .last()
+            .and_then(|(i, _)| lo.get(..i))
+            .unwrap_or_default();
+        let mut found = HashMap::new();
+        let mut token: Option<String> = None;
+        for _ in 0..=keys.len() / 500 {
+            let mut request = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .max_keys(1000);
+            request = match &token {
+                Some(t) => request.continuation_token(t),
+                None if start_after.is_empty() => request,
+                None => request.start_after(start_after),
+            };
+            let page = request
+                .send()
+                .await
+                .map_err(|e| backend(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                if key > *hi {
+                    return Ok(found);
+                }
+                if let (true, Some(size)) = (wanted.contains(key), object.size()) {
+                    found.insert(key.to_owned(), u64::try_from(size).unwrap_or(0));
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(found)
     }
 
     pub async fn put(
@@ -253,6 +334,97 @@ impl ObjectStore {
         let keys = self.list(prefix).await?;
         self.delete(&keys).await?;
         Ok(keys.len())
+    }
+
+    /// Starts a multipart upload; the object appears only when it completes.
+    pub async fn create_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<String, StorageError> {
+        check_key(key)?;
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| backend(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        out.upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| backend("the store gave no upload id"))
+    }
+
+    /// Uploads part `number` (1-based) and returns its ETag.
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Vec<u8>,
+    ) -> Result<String, StorageError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| backend(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        out.e_tag()
+            .map(str::to_owned)
+            .ok_or_else(|| backend("the store gave no ETag for a part"))
+    }
+
+    /// Completes a multipart upload from its parts' ETags, in part order.
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        etags: &[String],
+    ) -> Result<(), StorageError> {
+        let parts = etags
+            .iter()
+            .enumerate()
+            .map(|(i, etag)| {
+                aws_sdk_s3::types::CompletedPart::builder()
+                    .part_number(i32::try_from(i + 1).unwrap_or(i32::MAX))
+                    .e_tag(etag)
+                    .build()
+            })
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| backend(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    /// Drops an unfinished multipart upload and its parts.
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StorageError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| backend(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(())
     }
 
     /// A URL that lets its holder PUT this one object until it expires.

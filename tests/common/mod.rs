@@ -412,3 +412,71 @@ pub fn infos(prefix: &str, files: &[(String, Vec<u8>)]) -> Vec<serde_json::Value
         })
         .collect()
 }
+
+/// A project of a signed-up user.
+pub struct Project {
+    pub token: String,
+    pub id: String,
+    pub prefix: String,
+    pub name: String,
+}
+
+/// Creates a project and uploads `files` through presigned URLs.
+pub async fn project_with(
+    server: &Server,
+    login: &serde_json::Value,
+    name: &str,
+    files: &[(String, Vec<u8>)],
+) -> Project {
+    let token = login["id_token"].as_str().unwrap().to_owned();
+    let (s, body) = call(
+        server,
+        "/projects/create",
+        serde_json::json!({"id_token": token, "project_name": name}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let id = body["data"]["project_id"].as_str().unwrap().to_owned();
+    let prefix = body["data"]["s3_prefix"].as_str().unwrap().to_owned();
+    put_presigned(server, &token, &id, files).await;
+    let (s, body) = call(
+        server,
+        "/projects/upload_update",
+        serde_json::json!({"id_token": token, "project_id": id, "project_name": name, "ls_object_info": infos(&prefix, files)}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    Project {
+        token,
+        id,
+        prefix,
+        name: name.to_owned(),
+    }
+}
+
+/// Polls `generate/task_progress` until the task ends; returns its data.
+pub async fn wait_for_task(server: &Server, token: &str, task_id: &str) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (s, body) = call(
+            server,
+            "/generate/task_progress",
+            serde_json::json!({"id_token": token, "task_id": task_id}),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        let status = body["data"]["status"].as_str().unwrap().to_owned();
+        if matches!(
+            status.as_str(),
+            "FINISH" | "FINISH_ERROR" | "ERROR" | "CANCEL"
+        ) {
+            return body["data"].clone();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "task stuck: {body}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -357,7 +357,7 @@ async fn run() {
         list.p50.as_secs_f64() / ceil.p50.as_secs_f64()
     );
     println!(
-        "| `upload_update`, 500 items (500 HEADs, 1 event, 500 rows) | {} | {} | {} | {:.2}× |",
+        "| `upload_update`, 500 items (1 ranged listing, 1 event, 500 rows) | {} | {} | {} | {:.2}× |",
         ms(up.p50),
         ms(up.p99),
         ms(up.mean),

@@ -64,14 +64,10 @@ impl WorkerConfig {
 #[async_trait::async_trait]
 impl Objects for ObjectStore {
     async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectError> {
-        match self.size(key).await {
-            Ok(None) => return Err(ObjectError::Missing(key.to_owned())),
-            Ok(Some(_)) => {}
-            Err(e) => return Err(ObjectError::Unavailable(e.to_string())),
-        }
-        ObjectStore::get(self, key)
+        ObjectStore::get_if_exists(self, key)
             .await
-            .map_err(|e| ObjectError::Unavailable(e.to_string()))
+            .map_err(unavailable)?
+            .ok_or_else(|| ObjectError::Missing(key.to_owned()))
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), ObjectError> {

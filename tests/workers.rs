@@ -214,7 +214,7 @@ async fn a_killed_compress_worker_leaves_no_broken_zip() {
     )
     .await;
     let login = common::signed_up_user(&server, "zed", PASSWORD).await;
-    // 48 files of 1 MB of noise: the zip spans three 16 MiB parts.
+    // 48 files of 1 MB of noise: the zip spans several 8 MiB parts.
     let files: Vec<(String, Vec<u8>)> = (0..48u64)
         .map(|i| {
             let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -52,6 +52,7 @@ impl Disk {
         std::fs::create_dir_all(root.join(".tmp"))?;
         std::fs::create_dir_all(root.join(".meta"))?;
         std::fs::create_dir_all(root.join(".uploads"))?;
+        Disk::drop_stale_uploads(&root.join(".uploads"));
         Ok(Disk {
             root: root.to_owned(),
         })
@@ -72,6 +73,27 @@ impl Disk {
         let data = self.bucket_dir(bucket)?.join(key);
         let meta = self.root.join(".meta").join(bucket).join(key);
         Ok((data, meta))
+    }
+
+    /// Multipart uploads untouched for a day were left by a killed writer
+    /// (a worker retries with a new upload); their parts go, as an S3
+    /// lifecycle rule for incomplete uploads would remove them.
+    fn drop_stale_uploads(uploads: &Path) {
+        let Ok(entries) = std::fs::read_dir(uploads) else {
+            return;
+        };
+        let day = std::time::Duration::from_secs(24 * 3600);
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > day);
+            if stale {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     fn tmp_path(&self) -> PathBuf {

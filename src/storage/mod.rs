@@ -261,16 +261,36 @@ impl ObjectStore {
     }
 
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
-        let out = self
+        self.get_if_exists(key)
+            .await?
+            .ok_or_else(|| backend(format!("{key} is not in storage")))
+    }
+
+    /// An object's bytes, or `None` when there is no such object. The body is
+    /// read once into a buffer of the announced length.
+    pub async fn get_if_exists(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let out = match self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
             .send()
             .await
-            .map_err(|e| backend(aws_sdk_s3::error::DisplayErrorContext(e)))?;
-        let body = out.body.collect().await.map_err(backend)?;
-        Ok(body.into_bytes().to_vec())
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(backend(aws_sdk_s3::error::DisplayErrorContext(e))),
+        };
+        let length = out
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        let mut bytes = Vec::with_capacity(length);
+        let mut body = out.body;
+        while let Some(chunk) = body.try_next().await.map_err(backend)? {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Some(bytes))
     }
 
     /// Removes the given objects (absent ones are not an error).

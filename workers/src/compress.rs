@@ -24,15 +24,16 @@ use zip::{CompressionMethod, ZipWriter};
 
 use crate::generate::{ObjectError, Objects};
 
-/// Size of every part but the last (S3 wants at least 5 MiB).
-pub const PART_SIZE: usize = 16 * 1024 * 1024;
+/// Size of every part but the last (S3 wants at least 5 MiB; 10,000 parts
+/// of 8 MiB allow zips up to 80 GiB).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts being uploaded at once.
 const PARTS_IN_FLIGHT: usize = 2;
 /// Objects fetched ahead of the zip writer.
-const FETCH_AHEAD: usize = 8;
+const FETCH_AHEAD: usize = 4;
 /// Bytes of fetched objects held at once (one larger object is let through
 /// alone).
-const FETCH_BUDGET: usize = 64 * 1024 * 1024;
+const FETCH_BUDGET: usize = 32 * 1024 * 1024;
 
 /// Object storage with multipart uploads.
 #[async_trait::async_trait]
@@ -437,7 +438,7 @@ mod tests {
     async fn files_come_back_byte_identical_over_several_parts() {
         let store = Arc::new(Memory::default());
         let files = vec![
-            ("ORIGINAL/a.jpg", noise(30 * 1024 * 1024, 1)),
+            ("ORIGINAL/a.jpg", noise(15 * 1024 * 1024, 1)),
             ("AUGMENT/b.png", noise(7 * 1024 * 1024, 2)),
             ("ORIGINAL/c.txt", b"hello hello hello hello".repeat(1000)),
         ];

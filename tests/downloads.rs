@@ -42,29 +42,6 @@ async fn wait_download(server: &common::Server, token: &str, task_id: &str) -> V
     }
 }
 
-async fn items(server: &common::Server, p: &common::Project, kind: &str) -> Vec<Value> {
-    let (s, body) = call(
-        server,
-        "/projects/list_data",
-        json!({"id_token": p.token, "project_id": p.id, "type_method": kind, "num_limit": 500}),
-    )
-    .await;
-    assert_eq!(s, 200, "{body}");
-    body["data"]["items"].as_array().unwrap().clone()
-}
-
-async fn object(s3: &aws_sdk_s3::Client, bucket: &str, s3_key: &str) -> Vec<u8> {
-    let key = s3_key.strip_prefix(&format!("{bucket}/")).unwrap();
-    let out = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap();
-    out.body.collect().await.unwrap().into_bytes().to_vec()
-}
-
 async fn create(
     server: &common::Server,
     p: &common::Project,
@@ -190,7 +167,7 @@ async fn every_down_type_exports_a_valid_zip_once() {
             let mut expected = Vec::new();
             for kind in &kinds {
                 expected.extend(
-                    items(&server, &p, kind)
+                    common::items(&server, &p, kind)
                         .await
                         .into_iter()
                         .map(|i| (kind.to_string(), i)),
@@ -228,7 +205,7 @@ async fn every_down_type_exports_a_valid_zip_once() {
                 drop(entry);
                 assert_eq!(
                     bytes,
-                    object(&s3, &bucket, item["s3_key"].as_str().unwrap()).await,
+                    common::object(&s3, &bucket, item["s3_key"].as_str().unwrap()).await,
                     "{path}"
                 );
                 let line = &manifest[&path];
@@ -333,7 +310,7 @@ async fn every_down_type_exports_a_valid_zip_once() {
 
         // An object gone behind the server's back: ERROR with the reason,
         // no zip left visible.
-        let gone = items(&server, &p, "ORIGINAL").await[0]["s3_key"]
+        let gone = common::items(&server, &p, "ORIGINAL").await[0]["s3_key"]
             .as_str()
             .unwrap()
             .to_owned();

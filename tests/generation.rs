@@ -16,30 +16,6 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "a long and unusual passphrase";
 
-async fn items(server: &common::Server, p: &common::Project, kind: &str) -> Vec<Value> {
-    let (s, body) = call(
-        server,
-        "/projects/list_data",
-        json!({"id_token": p.token, "project_id": p.id, "type_method": kind, "num_limit": 500}),
-    )
-    .await;
-    assert_eq!(s, 200, "{body}");
-    assert!(body["data"]["next_token"].is_null());
-    body["data"]["items"].as_array().unwrap().clone()
-}
-
-async fn get(s3: &aws_sdk_s3::Client, bucket: &str, s3_key: &str) -> Vec<u8> {
-    let key = s3_key.strip_prefix(&format!("{bucket}/")).unwrap();
-    let out = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap();
-    out.body.collect().await.unwrap().into_bytes().to_vec()
-}
-
 /// A 1×1 PNG whose header claims 60000×60000 (CRC fixed, so only the size
 /// gives it away).
 fn forged_png() -> Vec<u8> {
@@ -155,7 +131,7 @@ async fn augment_preprocess_and_reproduce() {
             ),
             (Some(60), Some(60))
         );
-        let augmented = items(&server, &p, "AUGMENT").await;
+        let augmented = common::items(&server, &p, "AUGMENT").await;
         assert_eq!(augmented.len(), 60);
         assert!(augmented.iter().all(|i| i["classtype"] == "TRAIN"));
         assert!(augmented.iter().all(|i| i["s3_key"]
@@ -174,7 +150,7 @@ async fn augment_preprocess_and_reproduce() {
         );
         assert_eq!(info["data"]["groups"]["AUGMENT"]["count"], 60);
         assert_eq!(info["data"]["times_generated"], 1);
-        let originals = items(&server, &p, "ORIGINAL").await;
+        let originals = common::items(&server, &p, "ORIGINAL").await;
         let split: BTreeMap<&str, usize> = originals.iter().fold(BTreeMap::new(), |mut m, i| {
             *m.entry(i["classtype"].as_str().unwrap()).or_default() += 1;
             m
@@ -185,7 +161,7 @@ async fn augment_preprocess_and_reproduce() {
         );
         // Real images in storage, of the recorded size.
         for item in augmented.iter().take(6) {
-            let bytes = get(&s3, &bucket, item["s3_key"].as_str().unwrap()).await;
+            let bytes = common::object(&s3, &bucket, item["s3_key"].as_str().unwrap()).await;
             assert_eq!(bytes.len() as i64, item["size"].as_i64().unwrap());
             image::load_from_memory(&bytes).unwrap();
         }
@@ -208,7 +184,7 @@ async fn augment_preprocess_and_reproduce() {
                 .collect();
             items_cache(&augmented, t, &short)
         };
-        let all_aug = items(&server, &p, "AUGMENT").await;
+        let all_aug = common::items(&server, &p, "AUGMENT").await;
         assert_eq!(all_aug.len(), 120);
         let first = by_task(&task);
         let second = items_cache(
@@ -226,8 +202,8 @@ async fn augment_preprocess_and_reproduce() {
             second.keys().collect::<Vec<_>>()
         );
         for (logical, key) in first.iter().take(12) {
-            let a = get(&s3, &bucket, key).await;
-            let b = get(&s3, &bucket, &second[logical]).await;
+            let a = common::object(&s3, &bucket, key).await;
+            let b = common::object(&s3, &bucket, &second[logical]).await;
             assert!(a == b, "{logical} differs between runs with seed {seed}");
         }
 
@@ -240,7 +216,7 @@ async fn augment_preprocess_and_reproduce() {
             common::wait_for_task(&server, &p.token, &t).await["status"],
             "FINISH"
         );
-        let pre_items = items(&server, &p, "PREPROCESS").await;
+        let pre_items = common::items(&server, &p, "PREPROCESS").await;
         assert_eq!(pre_items.len(), 30);
         assert!(!pre_items[0]["gen_id"].as_str().unwrap().contains("PRE-001"));
         // The grayscale rule: with PRE-001 only PRE-000/001/009 run; the
@@ -253,7 +229,7 @@ async fn augment_preprocess_and_reproduce() {
             common::wait_for_task(&server, &p.token, &t).await["status"],
             "FINISH"
         );
-        let pre_items = items(&server, &p, "PREPROCESS").await;
+        let pre_items = common::items(&server, &p, "PREPROCESS").await;
         assert_eq!(
             pre_items.len(),
             30,
@@ -263,7 +239,7 @@ async fn augment_preprocess_and_reproduce() {
             pre_items.iter().all(|i| i["gen_id"] == "PRE-001"),
             "{pre_items:?}"
         );
-        let bytes = get(&s3, &bucket, pre_items[0]["s3_key"].as_str().unwrap()).await;
+        let bytes = common::object(&s3, &bucket, pre_items[0]["s3_key"].as_str().unwrap()).await;
         let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
         assert!(
             img.pixels().all(|p| p[0] == p[1] && p[1] == p[2]),
@@ -294,7 +270,7 @@ async fn augment_preprocess_and_reproduce() {
             .map(|f| f["filename"].as_str().unwrap())
             .collect();
         assert_eq!(failed, ["corrupt.png", "huge.png"]);
-        assert_eq!(items(&server, &q, "AUGMENT").await.len(), 8);
+        assert_eq!(common::items(&server, &q, "AUGMENT").await.len(), 8);
 
         let out = server.cli(&["projections", "verify"]);
         assert!(

@@ -480,3 +480,29 @@ pub async fn wait_for_task(server: &Server, token: &str, task_id: &str) -> serde
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// Every item of one kind of a project (one page: fewer than 500).
+pub async fn items(server: &Server, p: &Project, kind: &str) -> Vec<serde_json::Value> {
+    let (s, body) = call(
+        server,
+        "/projects/list_data",
+        serde_json::json!({"id_token": p.token, "project_id": p.id, "type_method": kind, "num_limit": 500}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body["data"]["next_token"].is_null());
+    body["data"]["items"].as_array().unwrap().clone()
+}
+
+/// The bytes of an object named by its API key (`<bucket>/<key>`).
+pub async fn object(s3: &aws_sdk_s3::Client, bucket: &str, s3_key: &str) -> Vec<u8> {
+    let key = s3_key.strip_prefix(&format!("{bucket}/")).unwrap();
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}

@@ -81,6 +81,24 @@ pub enum AdminAction {
         #[arg(long, env = "TESSERA_ADMIN_PASSWORD", hide_env_values = true)]
         password: String,
     },
+    /// Worker pools: list them (members, running, waiting work), or set a
+    /// named pool's capacity (the number of users it takes).
+    Pools {
+        #[command(subcommand)]
+        action: Option<PoolsAction>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The default pool (as the server's TESSERA_WORKER_POOL).
+        #[arg(long, env = "TESSERA_WORKER_POOL", default_value = "default")]
+        default_pool: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolsAction {
+    /// Set how many users a named pool takes (creates the pool).
+    SetCapacity { name: String, capacity: u32 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +181,9 @@ pub struct ServeArgs {
     /// `tessera worker` processes).
     #[arg(long, env = "TESSERA_EMBEDDED_WORKERS", default_value_t = true, action = clap::ArgAction::Set)]
     pub embedded_workers: bool,
+    /// The same as `--embedded-workers false`.
+    #[arg(long)]
+    pub no_workers: bool,
     /// Jobs the embedded workers run at once.
     #[arg(long, env = "TESSERA_WORKER_SLOTS", default_value_t = 2)]
     pub worker_slots: usize,
@@ -189,9 +210,13 @@ pub struct WorkerArgs {
     /// its address (`s3.addr`) and key (`secret.key`) there.
     #[arg(long, env = "TESSERA_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// The shared bus (NATS with JetStream).
+    /// The shared bus: NATS with JetStream (`nats://[user:pass@]host:4222`).
     #[arg(long, env = "NATS_URL", hide_env_values = true)]
-    pub nats_url: String,
+    pub nats_url: Option<String>,
+    /// The shared bus on RabbitMQ (`amqp://user:pass@host:5672/%2f`); wins
+    /// over NATS_URL, as in `serve`.
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
     /// The master secret, when the server was given one.
     #[arg(long, env = "TESSERA_SECRET", hide_env_values = true)]
     pub secret: Option<String>,

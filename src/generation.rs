@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use tessera_domain::bus::{Bus, ConsumerConfig, Job};
 use tessera_domain::generation::{self, MethodKind, RawOverrides, SplitMix64};
+use tessera_domain::pool::{self, PoolEvent};
 use tessera_domain::project::data::{
     data_stream_id, ClassType, DataEvent, DataKind, Deleted, Uploaded, DATA_STREAM_TYPE,
 };
-use tessera_domain::task::{self, GenerateResult, Source, Task, TaskEvent, TaskKind, STREAM_TYPE};
+use tessera_domain::task::{
+    self, GenerateResult, Source, Task, TaskEvent, TaskKind, TaskStatus, STREAM_TYPE,
+};
 use tessera_domain::{
     DomainError, EventStore, ExpectedVersion, RecordedEvent, StoreError, StreamRef,
 };
@@ -21,6 +24,7 @@ use tessera_projections::data_items;
 use tessera_projections::tasks::{self, TaskRow};
 
 use crate::identity::Principal;
+use crate::pools::Pools;
 use crate::projects::Projects;
 use crate::reactor::Reactor;
 use crate::service::{encode, ServiceError};
@@ -525,15 +529,54 @@ impl Generation {
         }
     }
 
-    /// Re-publishes the jobs of every unfinished task (start-up: an
-    /// in-process bus starts empty; a durable one drops the repeats).
-    pub async fn redispatch_unfinished(&self, pool: &str) -> Result<usize> {
+    /// Re-publishes the jobs of every unfinished task whose pool runs
+    /// (start-up: an in-process bus starts empty; a durable one drops the
+    /// repeats).
+    pub async fn redispatch_unfinished(&self, pools: &Pools) -> Result<usize> {
         let mut conn = self.store.pool().acquire().await?;
         let open = tasks::unfinished(&mut conn).await?;
         drop(conn);
         let mut n = 0;
         for t in open {
-            n += self.dispatch(&t.task_id, pool).await?;
+            if let Some(pool) = pools.route(&t.owner).await? {
+                n += self.dispatch(&t.task_id, &pool).await?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Dispatches a new task to its owner's pool, or holds it (not
+    /// dispatched: PREPARING_DATA) while that pool is stopped.
+    async fn dispatch_routed(&self, task_id: &str, pools: &Pools) -> Result<usize> {
+        let mut conn = self.store.pool().acquire().await?;
+        let Some(task) = tasks::by_task(&mut conn, task_id).await? else {
+            return Ok(0);
+        };
+        drop(conn);
+        match pools.route(&task.owner).await? {
+            Some(pool) => self.dispatch(task_id, &pool).await,
+            None => {
+                tracing::info!(task_id, "task held: its worker pool is stopped");
+                Ok(0)
+            }
+        }
+    }
+
+    /// Dispatches the held tasks of a pool that has just started: tasks never
+    /// dispatched (PREPARING_DATA) whose owner's jobs go to `pool`.
+    async fn release_held(&self, pool: &str, pools: &Pools) -> Result<usize> {
+        let mut conn = self.store.pool().acquire().await?;
+        let held: Vec<_> = tasks::unfinished(&mut conn)
+            .await?
+            .into_iter()
+            .filter(|t| t.status == TaskStatus::PreparingData.as_str())
+            .collect();
+        drop(conn);
+        let mut n = 0;
+        for t in held {
+            if pools.route(&t.owner).await?.as_deref() == Some(pool) {
+                n += self.dispatch(&t.task_id, pool).await?;
+            }
         }
         Ok(n)
     }
@@ -599,11 +642,12 @@ fn forget_outputs(task: &Task, at: i64) -> Option<DataEvent> {
     })
 }
 
-/// Turns each generation request into jobs (a reactor: its checkpoint moves
-/// after the jobs are on the bus).
+/// Turns each generation request into jobs on its owner's worker pool, and
+/// releases a pool's held tasks when it starts (a reactor: its checkpoint
+/// moves after the jobs are on the bus).
 pub struct Dispatcher {
     pub generation: Arc<Generation>,
-    pub pool: String,
+    pub pools: Arc<Pools>,
 }
 
 #[async_trait::async_trait]
@@ -616,9 +660,24 @@ impl Reactor for Dispatcher {
         for e in events {
             if e.stream_type == STREAM_TYPE && e.event_type == "GenerationRequested" {
                 self.generation
-                    .dispatch(&e.stream_id, &self.pool)
+                    .dispatch_routed(&e.stream_id, &self.pools)
                     .await
                     .map_err(|e| e.to_string())?;
+            }
+            if e.stream_type == pool::STREAM_TYPE && e.event_type == "WorkerPoolStarted" {
+                let Ok(PoolEvent::WorkerPoolStarted { pool, .. }) =
+                    tessera_projections::decode::<PoolEvent>(e)
+                else {
+                    continue;
+                };
+                let n = self
+                    .generation
+                    .release_held(&pool, &self.pools)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if n > 0 {
+                    tracing::info!(pool, jobs = n, "worker pool started; held tasks dispatched");
+                }
             }
         }
         Ok(())

@@ -8,6 +8,7 @@ pub mod downloads;
 pub mod generation;
 pub mod http;
 pub mod identity;
+pub mod pools;
 pub mod projects;
 pub mod reactor;
 pub mod relay;

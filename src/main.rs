@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tessera::cli::{AdminAction, Cli, Command, EventsAction, ProjectionsAction};
+use tessera::cli::{AdminAction, Cli, Command, EventsAction, PoolsAction, ProjectionsAction};
 use tessera::{runner, serve, store::SqlEventStore};
 
 fn init_logs() {
@@ -109,6 +109,23 @@ async fn main() -> ExitCode {
                             .ok_or("role must be user, merchant or admin")?;
                         let user = core.register(&username, &email, &password, role, true).await?;
                         println!("created {} {} ({})", role.as_str(), user.username.as_str(), user.user_id);
+                    }
+                    AdminAction::Pools { action, json, default_pool } => {
+                        let pools = tessera::pools::Pools::new(db.clone(), &default_pool);
+                        if let Some(PoolsAction::SetCapacity { name, capacity }) = action {
+                            pools.set_capacity(&name, capacity).await?;
+                        }
+                        let list = pools.list().await?;
+                        if json {
+                            println!("{}", serde_json::to_string_pretty(&list)?);
+                        } else {
+                            println!("{:<24} {:>8} {:>8} {:>8} {:>6} {:>11}", "POOL", "CAPACITY", "STATE", "MEMBERS", "TASKS", "IMAGES LEFT");
+                            for p in list {
+                                let capacity = p.capacity.map_or("-".to_owned(), |c| c.to_string());
+                                let state = if p.running { "running" } else { "stopped" };
+                                println!("{:<24} {:>8} {:>8} {:>8} {:>6} {:>11}", p.name, capacity, state, p.members.len(), p.tasks_waiting, p.images_left);
+                            }
+                        }
                     }
                 }
             }

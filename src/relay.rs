@@ -3,6 +3,11 @@
 //! checkpoint (a [`Reactor`]). The message id is the event id, so after a crash
 //! between publishing and saving the checkpoint the stream's duplicate window
 //! drops the replays. Operators watch with any NATS client: `tessera.events.>`.
+//!
+//! After a batch of events, each generation or download task the batch
+//! touched has its progress, as its read model now holds it, published to
+//! `tessera.tasks.<task_id>.progress` (plain NATS, not kept: a live view; the
+//! API's `task_progress` is the record).
 
 use std::time::Duration;
 
@@ -59,17 +64,99 @@ pub async fn ensure_stream(js: &jetstream::Context) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-/// Publishes each event, then waits for every acknowledgement.
+/// The subject of a task's live progress.
+pub fn progress_subject(task_id: &str) -> String {
+    format!("tessera.tasks.{task_id}.progress")
+}
+
+/// A task's progress message, from its read model.
+async fn progress(
+    conn: &mut sqlx::AnyConnection,
+    stream_type: &str,
+    task_id: &str,
+) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    if stream_type == tessera_domain::task::STREAM_TYPE {
+        let Some(t) = tessera_projections::tasks::by_task(conn, task_id).await? else {
+            return Ok(None);
+        };
+        return Ok(Some(json!({
+            "task_id": t.task_id,
+            "project_id": t.project_id,
+            "kind": t.kind,
+            "status": t.status,
+            "number_finished": t.number_finished,
+            "number_gen_images": t.number_gen_images,
+            "failures": t.failures,
+            "error": t.error,
+            "updated_at": t.updated_at,
+        })));
+    }
+    if stream_type == tessera_domain::download::STREAM_TYPE {
+        let Some(d) = tessera_projections::downloads::by_task(conn, task_id).await? else {
+            return Ok(None);
+        };
+        return Ok(Some(json!({
+            "task_id": d.task_id,
+            "project_id": d.project_id,
+            "kind": "download",
+            "status": d.status,
+            "files": d.files,
+            "size": d.size,
+            "error": d.error,
+            "updated_at": d.updated_at,
+        })));
+    }
+    Ok(None)
+}
+
+/// Publishes each event, then waits for every acknowledgement; then the
+/// progress of the tasks the batch touched.
 pub struct Relay {
+    client: async_nats::Client,
     js: jetstream::Context,
+    store: SqlEventStore,
 }
 
 impl Relay {
     /// Creates or updates the events stream and returns the relay.
-    pub async fn new(client: async_nats::Client) -> Result<Relay, String> {
-        let js = jetstream::new(client);
+    pub async fn new(client: async_nats::Client, store: SqlEventStore) -> Result<Relay, String> {
+        let js = jetstream::new(client.clone());
         ensure_stream(&js).await?;
-        Ok(Relay { js })
+        Ok(Relay { client, js, store })
+    }
+
+    async fn publish_progress(&self, events: &[RecordedEvent]) -> Result<(), String> {
+        let mut tasks: Vec<(&str, &str)> = events
+            .iter()
+            .map(|e| (e.stream_type.as_str(), e.stream_id.as_str()))
+            .filter(|(t, _)| {
+                *t == tessera_domain::task::STREAM_TYPE
+                    || *t == tessera_domain::download::STREAM_TYPE
+            })
+            .collect();
+        tasks.sort_unstable();
+        tasks.dedup();
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(|e| e.to_string())?;
+        for (stream_type, task_id) in tasks {
+            if let Some(body) = progress(&mut conn, stream_type, task_id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                self.client
+                    .publish(progress_subject(task_id), body.to_string().into())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        self.client.flush().await.map_err(|e| e.to_string())
     }
 }
 
@@ -95,7 +182,7 @@ impl Reactor for Relay {
         for ack in acks {
             ack.await.map_err(|e| e.to_string())?;
         }
-        Ok(())
+        self.publish_progress(events).await
     }
 }
 

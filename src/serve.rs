@@ -250,7 +250,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
                 ServeError::Bus(format!("NATS at {}: {e}", crate::store::redact(url)))
             })?;
             tracing::info!("relaying events to tessera.events.> on NATS");
-            let relay = crate::relay::Relay::new(bus.client().clone())
+            let relay = crate::relay::Relay::new(bus.client().clone(), store.clone())
                 .await
                 .map_err(|e| ServeError::Bus(format!("events stream: {e}")))?;
             background.push(tokio::spawn(crate::reactor::run(
@@ -352,8 +352,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             ..Default::default()
         },
     ));
+    let default_pool = tessera_domain::pool::parse_name(&args.pool)
+        .map_err(|e| ServeError::Bus(format!("TESSERA_WORKER_POOL: {e}")))?;
+    let pools = Arc::new(crate::pools::Pools::new(store.clone(), &default_pool));
     // Jobs of tasks that were running when the last process stopped.
-    match generation.redispatch_unfinished(&args.pool).await {
+    match generation.redispatch_unfinished(&pools).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(jobs = n, "re-dispatched the jobs of unfinished tasks"),
         Err(e) => tracing::warn!(error = %e, "cannot re-dispatch unfinished tasks"),
@@ -362,7 +365,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         store.clone(),
         Arc::new(crate::generation::Dispatcher {
             generation: generation.clone(),
-            pool: args.pool.clone(),
+            pools: pools.clone(),
         }),
         store.appended(),
         stop_rx.clone(),
@@ -392,7 +395,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     background.push(tokio::spawn(
         downloads.clone().consume_results(stop_rx.clone()),
     ));
-    if args.embedded_workers {
+    if args.embedded_workers && !args.no_workers {
         background.push(tokio::spawn(crate::worker::run(
             crate::worker::WorkerConfig::compress(
                 0,
@@ -423,6 +426,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         projects,
         generation,
         downloads,
+        pools,
         auth_limits: crate::http::auth::AuthLimits::new(
             args.identity.trusted_proxies.clone(),
             args.identity.auth_rate_per_ip,

@@ -299,10 +299,9 @@ pub async fn main(args: crate::cli::WorkerArgs) -> Result<(), String> {
             "unknown job kind {kind}; known: generate, compress"
         ));
     }
-    let bus = crate::bus::nats::NatsBus::connect(&args.nats_url)
-        .await
-        .map_err(|e| format!("NATS at {}: {e}", crate::store::redact(&args.nats_url)))?;
-    let bus: Arc<dyn Bus> = Arc::new(bus);
+    let bus = crate::bus::connect_broker(args.nats_url.as_deref(), args.amqp_url.as_deref())
+        .await?
+        .ok_or("a worker needs the shared bus: set NATS_URL or AMQP_URL")?;
     let config = match args
         .storage
         .s3_endpoint

@@ -242,72 +242,12 @@ async fn bus_contract() {
     }
 }
 
-/// A NATS server of the test's own (so restarting it disturbs nobody).
-struct OwnNats {
-    child: std::process::Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
-
-impl OwnNats {
-    fn start(port: u16, dir: &std::path::Path) -> OwnNats {
-        let child = std::process::Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server on PATH");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        OwnNats {
-            child,
-            port,
-            dir: dir.to_owned(),
-        }
-    }
-
-    fn restart(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        *self = OwnNats::start(self.port, &self.dir.clone());
-    }
-}
-
-impl Drop for OwnNats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_broker_restart_loses_nothing() {
-    if std::process::Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(!common::require_services(), "nats-server is required");
+    let Some(mut server) = common::OwnNats::start() else {
         return;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = common::temp_dir("nats");
-    let mut server = OwnNats::start(port, &dir);
-    let bus = NatsBus::connect(&format!("nats://127.0.0.1:{port}"))
-        .await
-        .unwrap();
+    };
+    let bus = NatsBus::connect(&server.url()).await.unwrap();
     let mut c = bus
         .consumer(config("restart", "tessera.jobs.restart", 1000, 5))
         .await
@@ -320,7 +260,7 @@ async fn nats_broker_restart_loses_nothing() {
     let d = c.next(WAIT).await.unwrap().unwrap();
     d.acker.ack().await.unwrap();
 
-    server.restart();
+    server.restart(Duration::ZERO);
 
     // The same client and consumer carry on: the two unacked jobs survive.
     let mut got = Vec::new();
@@ -341,4 +281,60 @@ async fn nats_broker_restart_loses_nothing() {
     assert_eq!(d.payload, b"r3");
     d.acker.ack().await.unwrap();
     assert_eq!(bus.pending("tessera.jobs.restart").await.unwrap(), 0);
+}
+
+/// RabbitMQ, stopped and started again under a live adapter: the unacked
+/// jobs survive in their durable quorum queue, a consumer made again (as the
+/// consumer loop does after an error) gets them, and publishing reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_broker_restart_loses_nothing() {
+    let Some(server) = common::OwnRabbit::start() else {
+        return;
+    };
+    let bus = RabbitBus::connect(&server.url()).await.unwrap();
+    let cfg = config("restart", "tessera.jobs.restart", 1000, 5);
+    let mut c = bus.consumer(cfg.clone()).await.unwrap();
+    for i in 0..3 {
+        bus.publish(job("tessera.jobs.restart", &format!("r{i}")))
+            .await
+            .unwrap();
+    }
+    let d = c.next(WAIT).await.unwrap().unwrap();
+    assert_eq!(d.payload, b"r0");
+    d.acker.ack().await.unwrap();
+
+    server.restart();
+
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.len() < 2 && Instant::now() < deadline {
+        match c.next(Duration::from_secs(2)).await {
+            Ok(Some(d)) => {
+                got.push(String::from_utf8(d.payload.clone()).unwrap());
+                d.acker.ack().await.unwrap();
+            }
+            Ok(None) => {}
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Ok(again) = bus.consumer(cfg.clone()).await {
+                    c = again;
+                }
+            }
+        }
+    }
+    got.sort();
+    assert_eq!(got, vec!["r1".to_owned(), "r2".to_owned()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bus
+        .publish(job("tessera.jobs.restart", "r3"))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "publishing never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let d = c.next(WAIT).await.unwrap().unwrap();
+    assert_eq!(d.payload, b"r3");
+    d.acker.ack().await.unwrap();
+    assert!(c.next(Duration::from_millis(500)).await.unwrap().is_none());
 }

@@ -140,3 +140,70 @@ async fn every_event_reaches_nats_once_in_stream_order() {
         );
     }
 }
+
+/// Live progress: a plain NATS client subscribed to `tessera.tasks.*.progress`
+/// sees a generation task move forward and end, with the numbers
+/// `task_progress` gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_progress_is_published_on_nats() {
+    let Some(nats) = nats_url() else { return };
+    let backend = common::backends().pop().unwrap();
+    let client = async_nats::connect(&nats).await.unwrap();
+    let mut sub = client.subscribe("tessera.tasks.*.progress").await.unwrap();
+    client.flush().await.unwrap();
+    // A pool of its own: the machine's NATS is shared with other tests.
+    let pool = format!("r{}", uuid::Uuid::new_v4().simple());
+    let server = common::Server::start_with(
+        &backend,
+        &[("NATS_URL", &nats), ("TESSERA_WORKER_POOL", &pool)],
+    )
+    .await;
+    let login = common::signed_up_user(&server, "progress", "a long and unusual passphrase").await;
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("p{i}.png"), common::png(i, 320, 240)))
+        .collect();
+    let p = common::project_with(&server, &login, "live", &files).await;
+    let (s, body) = common::call(
+        &server,
+        "/generate/images",
+        serde_json::json!({"id_token": p.token, "project_id": p.id, "project_name": p.name,
+            "ls_method_id": ["AUG-003"], "num_aug_p_img": 2, "data_number": [6, 0, 0]}),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    let task = body["data"]["task_id"].as_str().unwrap().to_owned();
+    let end = common::wait_for_task(&server, &p.token, &task).await;
+    assert_eq!(end["status"], "FINISH", "{end}");
+
+    let subject = format!("tessera.tasks.{task}.progress");
+    let mut seen: Vec<Value> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(1), sub.next()).await {
+            Ok(Some(m)) if m.subject.as_str() == subject => {
+                let body: Value = serde_json::from_slice(&m.payload).unwrap();
+                let done = body["status"] == "FINISH";
+                seen.push(body);
+                if done {
+                    break;
+                }
+            }
+            Ok(Some(_)) => {}
+            _ => {}
+        }
+    }
+    assert!(!seen.is_empty(), "no progress on {subject}");
+    let last = seen.last().unwrap();
+    assert_eq!(last["status"], "FINISH", "{seen:?}");
+    assert_eq!(last["task_id"], task.as_str());
+    assert_eq!(last["number_finished"], end["number_finished"]);
+    assert_eq!(last["number_gen_images"], 12);
+    let finished: Vec<i64> = seen
+        .iter()
+        .map(|b| b["number_finished"].as_i64().unwrap())
+        .collect();
+    assert!(
+        finished.windows(2).all(|w| w[0] <= w[1]),
+        "progress went back: {finished:?}"
+    );
+}

@@ -1,5 +1,6 @@
-//! Separate worker processes on NATS: `tessera serve --no-workers` plus two
-//! `tessera worker` processes; one is killed (SIGKILL) in the middle of a job,
+//! Separate worker processes on NATS and on RabbitMQ: `tessera serve
+//! --no-workers` plus two `tessera worker` processes; one is killed (SIGKILL)
+//! in the middle of a job, or the NATS server is killed and started again,
 //! and the task still finishes with exactly the expected outputs, once each.
 //! A compress worker killed after the first part of its zip leaves no zip
 //! visible, and the redelivered job builds a valid one.
@@ -15,15 +16,31 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "a long and unusual passphrase";
 
-fn nats_url() -> Option<String> {
-    match std::env::var("TESSERA_TEST_NATS_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ if common::require_services() => panic!("TESSERA_TEST_NATS_URL is required"),
+/// A shared broker the server and its workers meet on: the environment
+/// variable that names it and its URL.
+#[derive(Clone)]
+struct Broker {
+    var: &'static str,
+    url: String,
+}
+
+fn broker(var: &'static str, test_var: &str) -> Option<Broker> {
+    match std::env::var(test_var) {
+        Ok(url) if !url.is_empty() => Some(Broker { var, url }),
+        _ if common::require_services() => panic!("{test_var} is required"),
         _ => {
-            eprintln!("note: TESSERA_TEST_NATS_URL unset; worker process tests skipped");
+            eprintln!("note: {test_var} unset; worker process tests on {var} skipped");
             None
         }
     }
+}
+
+fn nats() -> Option<Broker> {
+    broker("NATS_URL", "TESSERA_TEST_NATS_URL")
+}
+
+fn rabbitmq() -> Option<Broker> {
+    broker("AMQP_URL", "TESSERA_TEST_AMQP_URL")
 }
 
 async fn call(server: &common::Server, path: &str, body: Value) -> Value {
@@ -39,14 +56,21 @@ async fn call(server: &common::Server, path: &str, body: Value) -> Value {
     body
 }
 
-fn worker(server: &common::Server, nats: &str, pool: &str, bucket: &str, n: usize) -> Child {
+fn worker(
+    server: &common::Server,
+    broker: &Broker,
+    jobs: &str,
+    pool: &str,
+    bucket: &str,
+    n: usize,
+) -> Child {
     let log = std::fs::File::create(server.data_dir.join(format!("worker{n}.log"))).unwrap();
     Command::new(common::binary())
         .arg("worker")
         .arg("--data-dir")
         .arg(&server.data_dir)
-        .args(["--jobs", "generate"])
-        .env("NATS_URL", nats)
+        .args(["--jobs", jobs])
+        .env(broker.var, &broker.url)
         .env("TESSERA_WORKER_POOL", pool)
         .env("TESSERA_WORKER_SLOTS", "1")
         .env("TESSERA_JOB_ACK_WAIT_SECS", "3")
@@ -75,15 +99,54 @@ fn log_of(server: &common::Server, n: usize) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_killed_worker_loses_and_duplicates_nothing() {
-    let Some(nats) = nats_url() else { return };
+async fn a_killed_worker_loses_and_duplicates_nothing_on_nats() {
+    let Some(broker) = nats() else { return };
+    generation_survives(broker, Disruption::KillWorker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_worker_loses_and_duplicates_nothing_on_rabbitmq() {
+    let Some(broker) = rabbitmq() else { return };
+    generation_survives(broker, Disruption::KillWorker).await;
+}
+
+/// The NATS server itself is killed in the middle of a run and started
+/// again on the same port and store: the server, both workers and the jobs
+/// in the stream carry on, and every output is recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nats_restart_mid_run_loses_and_duplicates_nothing() {
+    if nats().is_none() {
+        return;
+    }
+    let Some(nats) = common::OwnNats::start() else {
+        return;
+    };
+    let broker = Broker {
+        var: "NATS_URL",
+        url: nats.url(),
+    };
+    generation_survives(broker, Disruption::RestartNats(nats)).await;
+}
+
+enum Disruption {
+    /// SIGKILL worker 0 inside a job and start a third worker.
+    KillWorker,
+    /// Kill the NATS server inside a job and start it again.
+    RestartNats(common::OwnNats),
+}
+
+/// `tessera serve --no-workers` and two `tessera worker` processes on
+/// `broker` run a generation task of 12 images × 3 outputs; `disruption`
+/// strikes as soon as worker 0 is inside a job. The task must finish with
+/// exactly 36 outputs, each recorded and stored once.
+async fn generation_survives(broker: Broker, mut disruption: Disruption) {
     let backend = common::backends().pop().unwrap();
     let pool = format!("t{}", uuid::Uuid::new_v4().simple());
     let bucket = format!("w{}", uuid::Uuid::new_v4().simple());
     let server = common::Server::start_with(
         &backend,
         &[
-            ("NATS_URL", &nats),
+            (broker.var, &broker.url),
             ("TESSERA_EMBEDDED_WORKERS", "false"),
             ("TESSERA_WORKER_POOL", &pool),
             ("TESSERA_JOB_ACK_WAIT_SECS", "3"),
@@ -114,8 +177,8 @@ async fn a_killed_worker_loses_and_duplicates_nothing() {
     .await;
 
     let mut workers = Workers(vec![
-        worker(&server, &nats, &pool, &bucket, 0),
-        worker(&server, &nats, &pool, &bucket, 1),
+        worker(&server, &broker, "generate", &pool, &bucket, 0),
+        worker(&server, &broker, "generate", &pool, &bucket, 1),
     ]);
     let body = call(&server, "/generate/images", json!({"id_token": token, "project_id": pid, "project_name": "k", "ls_method_id": ["AUG-000", "AUG-009"], "num_aug_p_img": 3, "data_number": [12, 0, 0]})).await;
     let task = body["data"]["task_id"].as_str().unwrap().to_owned();
@@ -130,8 +193,13 @@ async fn a_killed_worker_loses_and_duplicates_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    workers.0[0].kill().unwrap();
-    workers.0[0].wait().unwrap();
+    match &mut disruption {
+        Disruption::KillWorker => {
+            workers.0[0].kill().unwrap();
+            workers.0[0].wait().unwrap();
+        }
+        Disruption::RestartNats(nats) => nats.restart(Duration::from_secs(2)),
+    }
     let progress = call(
         &server,
         "/generate/task_progress",
@@ -139,10 +207,14 @@ async fn a_killed_worker_loses_and_duplicates_nothing() {
     )
     .await;
     eprintln!(
-        "killed worker 0 at {}/{} outputs",
+        "disrupted at {}/{} outputs",
         progress["data"]["number_finished"], progress["data"]["number_gen_images"]
     );
-    workers.0.push(worker(&server, &nats, &pool, &bucket, 2));
+    if matches!(disruption, Disruption::KillWorker) {
+        workers
+            .0
+            .push(worker(&server, &broker, "generate", &pool, &bucket, 2));
+    }
 
     let end = loop {
         let p = call(
@@ -185,6 +257,7 @@ async fn a_killed_worker_loses_and_duplicates_nothing() {
     let on_disk = std::fs::read_dir(&folder).unwrap().count();
     assert_eq!(on_disk, 36);
     drop(workers);
+    drop(disruption);
 }
 
 /// The first part file of an open multipart upload in the embedded store.
@@ -201,13 +274,13 @@ fn uploaded_part(data_dir: &std::path::Path) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_compress_worker_leaves_no_broken_zip() {
-    let Some(nats) = nats_url() else { return };
+    let Some(nats) = nats() else { return };
     let backend = common::backends().pop().unwrap();
     let bucket = format!("z{}", uuid::Uuid::new_v4().simple());
     let server = common::Server::start_with(
         &backend,
         &[
-            ("NATS_URL", &nats),
+            (nats.var, &nats.url),
             ("TESSERA_EMBEDDED_WORKERS", "false"),
             ("S3_BUCKET", &bucket),
         ],
@@ -230,22 +303,7 @@ async fn a_killed_compress_worker_leaves_no_broken_zip() {
         })
         .collect();
     let p = common::project_with(&server, &login, "z", &files).await;
-    let compress_worker = |n: usize| {
-        let log = std::fs::File::create(server.data_dir.join(format!("worker{n}.log"))).unwrap();
-        Command::new(common::binary())
-            .arg("worker")
-            .arg("--data-dir")
-            .arg(&server.data_dir)
-            .args(["--jobs", "compress"])
-            .env("NATS_URL", &nats)
-            .env("TESSERA_JOB_ACK_WAIT_SECS", "3")
-            .env("S3_BUCKET", &bucket)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap()
-    };
+    let compress_worker = |n: usize| worker(&server, &nats, "compress", "default", &bucket, n);
     let mut workers = Workers(vec![compress_worker(0)]);
     let body = call(
         &server,
@@ -350,4 +408,93 @@ async fn a_killed_compress_worker_leaves_no_broken_zip() {
         assert_eq!(&out, bytes, "{name}");
     }
     drop(workers);
+}
+
+/// A named worker pool on NATS: a user assigned to it stops it, and their
+/// new task is held (nothing reaches the pool's worker); when they start it
+/// again the task runs on that pool's worker and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_pool_holds_its_jobs_until_started() {
+    let Some(broker) = nats() else { return };
+    let backend = common::backends().pop().unwrap();
+    let default_pool = format!("t{}", uuid::Uuid::new_v4().simple());
+    let gpu = format!("g{}", uuid::Uuid::new_v4().simple());
+    let bucket = format!("p{}", uuid::Uuid::new_v4().simple());
+    let server = common::Server::start_with(
+        &backend,
+        &[
+            (broker.var, &broker.url),
+            ("TESSERA_EMBEDDED_WORKERS", "false"),
+            ("TESSERA_WORKER_POOL", &default_pool),
+            ("S3_BUCKET", &bucket),
+        ],
+    )
+    .await;
+    let out = server.cli(&["admin", "pools", "set-capacity", &gpu, "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let login = common::signed_up_user(&server, "gia", PASSWORD).await;
+    let files: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|i| (format!("g{i}.png"), common::png(i, 400, 300)))
+        .collect();
+    let p = common::project_with(&server, &login, "g", &files).await;
+    call(
+        &server,
+        "/balancer/register_ec2",
+        json!({"id_token": p.token}),
+    )
+    .await;
+    call(
+        &server,
+        "/balancer/receiver",
+        json!({"id_token": p.token, "action": "STOP"}),
+    )
+    .await;
+    let _workers = Workers(vec![worker(&server, &broker, "generate", &gpu, &bucket, 0)]);
+
+    let body = call(&server, "/generate/images", json!({"id_token": p.token, "project_id": p.id, "project_name": p.name, "ls_method_id": ["AUG-004"], "num_aug_p_img": 2, "data_number": [4, 0, 0]})).await;
+    let task = body["data"]["task_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = call(
+        &server,
+        "/generate/task_progress",
+        json!({"id_token": p.token, "task_id": task}),
+    )
+    .await;
+    assert_eq!(held["data"]["status"], "PREPARING_DATA", "{held}");
+    assert_eq!(held["data"]["number_finished"], 0);
+    assert!(
+        !log_of(&server, 0).contains("generation job"),
+        "a stopped pool's worker got a job:\n{}",
+        log_of(&server, 0)
+    );
+    let out = server.cli(&["admin", "pools", "--json"]);
+    let pools: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = pools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == gpu.as_str())
+        .unwrap();
+    assert_eq!(listed["running"], false);
+    assert_eq!(listed["tasks_waiting"], 1);
+    assert_eq!(listed["images_left"], 8);
+
+    call(
+        &server,
+        "/balancer/receiver",
+        json!({"id_token": p.token, "action": "START"}),
+    )
+    .await;
+    let end = common::wait_for_task(&server, &p.token, &task).await;
+    assert_eq!(end["status"], "FINISH", "{end}");
+    assert_eq!(end["number_finished"], 8);
+    assert!(
+        log_of(&server, 0).contains("generation job"),
+        "the pool's own worker did not run the jobs"
+    );
+    assert_eq!(common::items(&server, &p, "AUGMENT").await.len(), 8);
 }

@@ -36,4 +36,7 @@ pub enum DomainError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not do this (their role does not allow it).
+    #[error("{0}")]
+    Forbidden(String),
 }

@@ -12,6 +12,7 @@ pub mod event;
 pub mod generation;
 pub mod identity;
 pub mod mail;
+pub mod pool;
 pub mod project;
 pub mod store;
 pub mod task;

@@ -142,10 +142,17 @@ pub async fn by_id(
     owner: &str,
     task_id: &str,
 ) -> Result<Option<DownloadRow>, sqlx::Error> {
+    Ok(by_task(conn, task_id).await?.filter(|t| t.owner == owner))
+}
+
+/// A task whoever owns it (for the core's own use, never a user's request).
+pub async fn by_task(
+    conn: &mut AnyConnection,
+    task_id: &str,
+) -> Result<Option<DownloadRow>, sqlx::Error> {
     sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM downloads WHERE owner = $1 AND task_id = $2"
+        "SELECT {COLUMNS} FROM downloads WHERE task_id = $1"
     ))
-    .bind(owner)
     .bind(task_id)
     .fetch_optional(conn)
     .await?

@@ -17,6 +17,7 @@ use tessera_domain::RecordedEvent;
 pub mod data_items;
 pub mod downloads;
 pub mod event_counts;
+pub mod pools;
 pub mod projects;
 pub mod tasks;
 pub mod users;
@@ -67,6 +68,7 @@ pub fn inline() -> Vec<Arc<dyn Projection>> {
         Arc::new(data_items::DataItems),
         Arc::new(tasks::Tasks),
         Arc::new(downloads::Downloads),
+        Arc::new(pools::Pools),
     ]
 }
 

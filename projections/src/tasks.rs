@@ -191,16 +191,21 @@ pub async fn by_id(
     owner: &str,
     task_id: &str,
 ) -> Result<Option<TaskRow>, sqlx::Error> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM tasks WHERE owner = $1 AND task_id = $2"
-    ))
-    .bind(owner)
-    .bind(task_id)
-    .fetch_optional(conn)
-    .await?
-    .as_ref()
-    .map(row)
-    .transpose()
+    Ok(by_task(conn, task_id).await?.filter(|t| t.owner == owner))
+}
+
+/// A task whoever owns it (for the core's own use, never a user's request).
+pub async fn by_task(
+    conn: &mut AnyConnection,
+    task_id: &str,
+) -> Result<Option<TaskRow>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM tasks WHERE task_id = $1"))
+        .bind(task_id)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(row)
+        .transpose()
 }
 
 /// Unfinished tasks of the given projects.

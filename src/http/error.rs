@@ -103,7 +103,7 @@ impl From<DomainError> for ApiError {
                 ApiError::Conflict(message)
             }
             DomainError::NotAuthorized(_) => ApiError::Unauthorized(message),
-            DomainError::NotConfirmed => ApiError::Forbidden(message),
+            DomainError::NotConfirmed | DomainError::Forbidden(_) => ApiError::Forbidden(message),
             DomainError::LimitExceeded(_) | DomainError::TooManyRequests(_) => {
                 ApiError::TooManyRequests(message)
             }

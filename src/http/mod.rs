@@ -2,6 +2,7 @@
 //! envelope, health, metrics and the OpenAPI document.
 
 pub mod auth;
+pub mod balancer;
 pub mod download;
 pub mod envelope;
 pub mod error;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub projects: Arc<crate::projects::Projects>,
     pub generation: Arc<crate::generation::Generation>,
     pub downloads: Arc<crate::downloads::Downloads>,
+    pub pools: Arc<crate::pools::Pools>,
     pub auth_limits: auth::AuthLimits,
 }
 
@@ -72,6 +74,7 @@ pub struct HttpLimits {
         generate::task_progress_stream, generate::cancel,
         download::download_create, download::download_update,
         download::create_compress_download_task, download::get_compress_download_task,
+        balancer::register_ec2, balancer::receiver,
     ),
     components(schemas(ops::Readiness, ops::Check, platform_auth::Tokens, users_api::UsersEnvelope)),
     modifiers(&BearerAuth)
@@ -120,6 +123,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>, limit
         .configure(projects::routes)
         .configure(generate::routes)
         .configure(download::routes)
+        .configure(balancer::routes)
         .configure(|c| users_api::routes(c, limits.max_body_bytes))
         .configure(|c| otp_api::routes(c, limits.max_body_bytes))
         .configure(|c| roles_api::routes(c, limits.max_body_bytes));

@@ -506,3 +506,174 @@ pub async fn object(s3: &aws_sdk_s3::Client, bucket: &str, s3_key: &str) -> Vec<
         .unwrap();
     out.body.collect().await.unwrap().into_bytes().to_vec()
 }
+
+/// A NATS server (JetStream, file store) of the test's own, so that killing
+/// or restarting it disturbs nobody. `None` when `nats-server` is not on the
+/// PATH (a failure under `TESSERA_TEST_REQUIRE_SERVICES`).
+pub struct OwnNats {
+    child: Child,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl OwnNats {
+    pub fn start() -> Option<OwnNats> {
+        if Command::new("nats-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(!require_services(), "nats-server is required on the PATH");
+            eprintln!("note: no nats-server on the PATH; test skipped");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = temp_dir("nats");
+        let child = OwnNats::spawn(port, &dir);
+        Some(OwnNats { child, port, dir })
+    }
+
+    fn spawn(port: u16, dir: &Path) -> Child {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGTERM), keeps the port closed for `down`, and
+    /// starts it again on the same port and store.
+    pub fn restart(&mut self, down: Duration) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = OwnNats::spawn(self.port, &self.dir);
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A RabbitMQ node of the test's own (its own node name, ports and data
+/// dir), so that stopping it disturbs nobody. `None` when RabbitMQ is not
+/// installed (a failure under `TESSERA_TEST_REQUIRE_SERVICES`).
+pub struct OwnRabbit {
+    node: String,
+    pub port: u16,
+    dist_port: u16,
+    dir: PathBuf,
+}
+
+const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl OwnRabbit {
+    pub fn start() -> Option<OwnRabbit> {
+        if !Path::new(RABBITMQ_SERVER).exists() {
+            assert!(
+                !require_services(),
+                "RabbitMQ ({RABBITMQ_SERVER}) is required"
+            );
+            eprintln!("note: RabbitMQ is not installed; test skipped");
+            return None;
+        }
+        let r = OwnRabbit {
+            node: format!(
+                "tessera-{}@localhost",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            ),
+            port: free_port(),
+            dist_port: free_port(),
+            dir: temp_dir("rabbitmq"),
+        };
+        r.run();
+        Some(r)
+    }
+
+    fn run(&self) {
+        let status = Command::new(RABBITMQ_SERVER)
+            .arg("-detached")
+            .current_dir(&self.dir)
+            .env("RABBITMQ_NODENAME", &self.node)
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("RABBITMQ_MNESIA_BASE", self.dir.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", self.dir.join("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", self.dir.join("plugins"))
+            .env("RABBITMQ_CONFIG_FILE", self.dir.join("none"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "rabbitmq-server did not start");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "RabbitMQ node {} did not open its port",
+                self.node
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["-n", &self.node, "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Stops the node cleanly and starts it again on the same data.
+    pub fn restart(&self) {
+        self.stop();
+        self.run();
+    }
+}
+
+impl Drop for OwnRabbit {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

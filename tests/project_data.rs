@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "a long and unusual passphrase";
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 enum Storage {
     Embedded,
     External(String),
@@ -770,4 +770,255 @@ async fn object_removal_survives_a_killed_server() {
         async || files_under(&folder) == 0,
     )
     .await;
+}
+
+/// Multipart uploads on every object store: parts sent at once and out of
+/// order, a part sent again, parts of uneven sizes, a completion that skips a
+/// part, an abort. The object is invisible until completed and then holds
+/// exactly the parts asked for, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn multipart_uploads_join_exactly_the_parts_asked_for() {
+    const MIB: usize = 1024 * 1024;
+    let backend = common::backends().remove(0);
+    for storage in storages() {
+        // Parts of up to 7 MiB from a user's own credentials.
+        let limit = (7 * MIB).to_string();
+        let env = Env::start(&backend, &storage, &[("TESSERA_MAX_UPLOAD_BYTES", &limit)]).await;
+        let login = common::signed_up_user(&env.server, "dora", PASSWORD).await;
+        let s3 = match &storage {
+            // The server's own key, as a worker uploads a zip: login
+            // credentials are held to one part (checked at the end).
+            Storage::Embedded => {
+                let secrets =
+                    tessera::identity::secrets::Secrets::load(None, &env.server.data_dir).unwrap();
+                let key = tessera::serve::embedded_server_key(&secrets);
+                common::s3_client(
+                    &env.server.s3_endpoint(),
+                    &key.access_key,
+                    &key.secret_key,
+                    None,
+                )
+            }
+            Storage::External(_) => env.inspector(&login),
+        };
+        let base = login["identity_id"].as_str().unwrap().to_owned();
+        let bucket = env.bucket.clone();
+        let bytes = |seed: u8, len: usize| -> Vec<u8> {
+            (0..len)
+                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                .collect()
+        };
+        let start = |key: String| {
+            let (s3, bucket) = (s3.clone(), bucket.clone());
+            async move {
+                let out = s3
+                    .create_multipart_upload()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .unwrap();
+                out.upload_id().unwrap().to_owned()
+            }
+        };
+        let part = |key: String, id: String, n: i32, body: Vec<u8>| {
+            let (s3, bucket) = (s3.clone(), bucket.clone());
+            async move {
+                let out = s3
+                    .upload_part()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .upload_id(&id)
+                    .part_number(n)
+                    .body(ByteStream::from(body))
+                    .send()
+                    .await
+                    .unwrap();
+                out.e_tag().unwrap().to_owned()
+            }
+        };
+        let complete = |key: String, id: String, parts: Vec<(i32, String)>| {
+            let (s3, bucket) = (s3.clone(), bucket.clone());
+            async move {
+                let parts = parts
+                    .into_iter()
+                    .map(|(n, etag)| {
+                        aws_sdk_s3::types::CompletedPart::builder()
+                            .part_number(n)
+                            .e_tag(etag)
+                            .build()
+                    })
+                    .collect();
+                s3.complete_multipart_upload()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .upload_id(&id)
+                    .multipart_upload(
+                        aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+            }
+        };
+        let head = |key: String| {
+            let (s3, bucket) = (s3.clone(), bucket.clone());
+            async move {
+                s3.head_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .is_ok()
+            }
+        };
+
+        // Equal parts and a short last one, all sent at once, last first.
+        let key = format!("{base}/mp/equal.bin");
+        let id = start(key.clone()).await;
+        let bodies: Vec<Vec<u8>> = vec![
+            bytes(1, 5 * MIB),
+            bytes(2, 5 * MIB),
+            bytes(3, 5 * MIB),
+            bytes(4, MIB + 7),
+        ];
+        let etags = futures::future::join_all(
+            bodies
+                .iter()
+                .enumerate()
+                .rev()
+                .map(|(i, b)| part(key.clone(), id.clone(), i as i32 + 1, b.clone())),
+        )
+        .await;
+        let mut etags: Vec<String> = etags;
+        etags.reverse();
+        assert!(!head(key.clone()).await, "visible before completion");
+        let done = complete(
+            key.clone(),
+            id,
+            etags
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| (i as i32 + 1, e))
+                .collect(),
+        )
+        .await
+        .unwrap();
+        assert!(done.e_tag().unwrap().trim_matches('"').ends_with("-4"));
+        assert_eq!(
+            common::object(&s3, &bucket, &format!("{bucket}/{key}")).await,
+            bodies.concat(),
+            "{storage:?}: equal parts"
+        );
+
+        // A part sent again: its first ETag no longer completes, the second does.
+        let key = format!("{base}/mp/resent.bin");
+        let id = start(key.clone()).await;
+        let one = part(key.clone(), id.clone(), 1, bytes(5, 5 * MIB)).await;
+        let first = part(key.clone(), id.clone(), 2, bytes(6, 5 * MIB)).await;
+        let second = part(key.clone(), id.clone(), 2, bytes(7, 5 * MIB)).await;
+        assert_ne!(first, second);
+        let stale = complete(key.clone(), id.clone(), vec![(1, one.clone()), (2, first)]).await;
+        assert!(
+            stale.is_err(),
+            "{storage:?}: completed with a replaced part"
+        );
+        complete(key.clone(), id, vec![(1, one), (2, second)])
+            .await
+            .unwrap();
+        assert_eq!(
+            common::object(&s3, &bucket, &format!("{bucket}/{key}")).await,
+            [bytes(5, 5 * MIB), bytes(7, 5 * MIB)].concat(),
+            "{storage:?}: a part sent again"
+        );
+
+        // Parts of uneven sizes.
+        let key = format!("{base}/mp/uneven.bin");
+        let id = start(key.clone()).await;
+        let bodies = [
+            bytes(8, 6 * MIB),
+            bytes(9, 5 * MIB),
+            bytes(10, 6 * MIB + 1),
+            bytes(11, 100),
+        ];
+        let mut parts = Vec::new();
+        for (i, b) in bodies.iter().enumerate() {
+            let n = i as i32 + 1;
+            parts.push((n, part(key.clone(), id.clone(), n, b.clone()).await));
+        }
+        complete(key.clone(), id, parts).await.unwrap();
+        assert_eq!(
+            common::object(&s3, &bucket, &format!("{bucket}/{key}")).await,
+            bodies.concat(),
+            "{storage:?}: uneven parts"
+        );
+
+        // A completion that leaves out part 2.
+        let key = format!("{base}/mp/subset.bin");
+        let id = start(key.clone()).await;
+        let mut parts = Vec::new();
+        for n in 1..=3 {
+            parts.push((
+                n,
+                part(key.clone(), id.clone(), n, bytes(11 + n as u8, 5 * MIB)).await,
+            ));
+        }
+        parts.remove(1);
+        complete(key.clone(), id, parts).await.unwrap();
+        assert_eq!(
+            common::object(&s3, &bucket, &format!("{bucket}/{key}")).await,
+            [bytes(12, 5 * MIB), bytes(14, 5 * MIB)].concat(),
+            "{storage:?}: parts 1 and 3"
+        );
+
+        // An aborted upload leaves nothing.
+        let key = format!("{base}/mp/aborted.bin");
+        let id = start(key.clone()).await;
+        part(key.clone(), id.clone(), 1, bytes(20, 5 * MIB)).await;
+        s3.abort_multipart_upload()
+            .bucket(&bucket)
+            .key(&key)
+            .upload_id(&id)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            !head(key.clone()).await,
+            "{storage:?}: aborted upload visible"
+        );
+        assert!(
+            complete(key.clone(), id, vec![]).await.is_err(),
+            "{storage:?}: completed an aborted upload"
+        );
+
+        // Login credentials: one part at most, so an upload in parts is
+        // bounded like a PUT.
+        if let Storage::Embedded = storage {
+            let user = common::user_s3(&env.server, &login);
+            let key = format!("{base}/mp/user.bin");
+            let id = user
+                .create_multipart_upload()
+                .bucket(&bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap()
+                .upload_id()
+                .unwrap()
+                .to_owned();
+            let send = |n: i32, len: usize| {
+                user.upload_part()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .upload_id(&id)
+                    .part_number(n)
+                    .body(ByteStream::from(bytes(30, len)))
+                    .send()
+            };
+            assert!(send(1, MIB).await.is_ok(), "the first part");
+            assert!(send(2, MIB).await.is_err(), "a second part");
+            assert!(send(1, 8 * MIB).await.is_err(), "a part over the limit");
+        }
+    }
 }

@@ -260,14 +260,19 @@ async fn generation_survives(broker: Broker, mut disruption: Disruption) {
     drop(disruption);
 }
 
-/// The first part file of an open multipart upload in the embedded store.
+/// Whether an open multipart upload in the embedded store has its first part
+/// (a part's file or in-place marker is named `<part number>.<etag>…`).
 fn uploaded_part(data_dir: &std::path::Path) -> bool {
     let Ok(uploads) = std::fs::read_dir(data_dir.join("objects").join(".uploads")) else {
         return false;
     };
     uploads.flatten().any(|u| {
         std::fs::read_dir(u.path())
-            .map(|parts| parts.flatten().any(|p| p.file_name() != "upload.json"))
+            .map(|parts| {
+                parts
+                    .flatten()
+                    .any(|p| p.file_name().to_string_lossy().starts_with("00001."))
+            })
             .unwrap_or(false)
     })
 }

@@ -1,7 +1,7 @@
 //! The object store behind the embedded S3 endpoint: one file per object at
 //! `<root>/<bucket>/<key>`, its content type and ETag in a sidecar at
-//! `<root>/.meta/<bucket>/<key>`, written through `<root>/.tmp/` and renamed
-//! into place, so a reader never sees half an object.
+//! `<root>/.meta/<bucket>/<key>`, written through `<root>/.tmp/`, synced to
+//! disk and renamed into place, so a reader never sees half an object.
 //!
 //! Keys are checked by [`super::check_key`] (no empty, `.` or `..` segment),
 //! so a key is always a path below its bucket. Each path segment is at most
@@ -9,6 +9,8 @@
 //! cannot also be the folder of longer keys (`a/b` and `a/b/c`): such a PUT
 //! is refused.
 
+use std::collections::HashSet;
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -17,19 +19,34 @@ use md5::Digest;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 
 pub struct Disk {
     root: PathBuf,
+    /// Parts being written into their upload's data file right now, by
+    /// upload id and part number: a second upload of the same part at the
+    /// same time goes to a file of its own instead of the same bytes.
+    writing: std::sync::Mutex<HashSet<(String, i32)>>,
 }
 
 /// Parts of a multipart upload at most.
 const MAX_PARTS: i32 = 10_000;
 
-/// An open multipart upload: `<root>/.uploads/<upload_id>/upload.json`, its
-/// parts beside it as `<part number>.<etag>`. Completing joins the parts in a
-/// temp file and renames it into place, so the object appears whole or not at
-/// all.
+/// The smallest part that can set an upload's stride (S3's minimum size of
+/// every part but the last).
+const MIN_STRIDE: u64 = 5 * 1024 * 1024;
+
+/// An open multipart upload: `<root>/.uploads/<upload_id>/upload.json`.
+///
+/// The first part of at least [`MIN_STRIDE`] bytes sets the upload's stride
+/// (`stride`); every part of exactly that length is written straight into the
+/// upload's `data` file at `(number - 1) × stride`, leaving an empty marker
+/// `<part number>.<etag>.at`. Any other part (the short last one, or one of
+/// another length) is kept as its own file `<part number>.<etag>`. When the
+/// parts asked for on completion are the in-place run 1, 2, … N (the last one
+/// possibly its own file, appended), `data` is cut to length and renamed into
+/// place: a multipart upload of equal parts is written once, never joined by
+/// a copy. Otherwise the parts are copied, in order, into a temp file that is
+/// renamed into place. Either way the object appears whole or not at all.
 #[derive(Serialize, Deserialize)]
 struct Upload {
     bucket: String,
@@ -55,6 +72,7 @@ impl Disk {
         Disk::drop_stale_uploads(&root.join(".uploads"));
         Ok(Disk {
             root: root.to_owned(),
+            writing: std::sync::Mutex::default(),
         })
     }
 
@@ -127,6 +145,41 @@ impl Disk {
         Ok((dir, upload))
     }
 
+    /// The upload's stride: the one in `dir`, or `len` when this part is the
+    /// first to set it. The file appears whole (a hard link of a written temp
+    /// file), so two first parts at once agree on one value.
+    async fn stride(&self, dir: &Path, len: u64) -> S3Result<u64> {
+        let path = dir.join("stride");
+        if let Ok(text) = tokio::fs::read_to_string(&path).await {
+            return text.trim().parse().map_err(internal);
+        }
+        let tmp = dir.join(format!("stride.{}", uuid::Uuid::new_v4().simple()));
+        tokio::fs::write(&tmp, len.to_string())
+            .await
+            .map_err(internal)?;
+        let linked = tokio::fs::hard_link(&tmp, &path).await;
+        let _ = tokio::fs::remove_file(&tmp).await;
+        match linked {
+            Ok(()) => Ok(len),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = tokio::fs::read_to_string(&path).await.map_err(internal)?;
+                text.trim().parse().map_err(internal)
+            }
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// Claims part `number` of `upload_id` for writing in place; `None` when
+    /// it is being written already.
+    fn claim(&self, upload_id: &str, number: i32) -> Option<Claim<'_>> {
+        let key = (upload_id.to_owned(), number);
+        let mut writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        writing.insert(key.clone()).then_some(Claim {
+            writing: &self.writing,
+            key,
+        })
+    }
+
     async fn bucket_exists(&self, bucket: &str) -> S3Result<PathBuf> {
         let dir = self.bucket_dir(bucket)?;
         match tokio::fs::metadata(&dir).await {
@@ -173,44 +226,207 @@ impl Disk {
     }
 }
 
-/// Writes a request body to `tmp`, checking the declared length; returns
-/// the hex MD5 (the ETag). On error nothing is left behind.
-async fn write_body(
-    tmp: &Path,
-    mut body: StreamingBlob,
-    declared: Option<i64>,
-) -> S3Result<String> {
-    let mut file = tokio::fs::File::create(tmp).await.map_err(internal)?;
-    let mut md5 = md5::Md5::new();
-    let mut written: u64 = 0;
-    let result: S3Result<()> = async {
-        while let Some(chunk) = body.next().await {
-            let chunk: Bytes = chunk.map_err(|e| s3_error!(IncompleteBody, "{e}"))?;
-            md5.update(&chunk);
-            written += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(internal)?;
+/// A part being written in place; released when dropped.
+struct Claim<'a> {
+    writing: &'a std::sync::Mutex<HashSet<(String, i32)>>,
+    key: (String, i32),
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.writing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}
+
+/// Removes the file or marker of part `number` in `dir`.
+async fn remove_part(dir: &Path, number: i32) -> std::io::Result<()> {
+    let prefix = format!("{number:05}.");
+    let mut old = tokio::fs::read_dir(dir).await?;
+    while let Some(entry) = old.next_entry().await? {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            tokio::fs::remove_file(entry.path()).await?;
         }
-        file.flush().await.map_err(internal)?;
-        if declared.is_some_and(|n| n as u64 != written) {
-            return Err(s3_error!(
-                IncompleteBody,
-                "the body is shorter or longer than declared"
-            ));
+    }
+    Ok(())
+}
+
+/// Where a part of a multipart upload is.
+enum Piece {
+    /// In the upload's data file, `len` bytes from `at`.
+    InPlace { at: u64, len: u64 },
+    /// A file of its own.
+    File(PathBuf),
+}
+
+/// Joins the pieces into one file and returns its path: the upload's data
+/// file itself when the pieces are its in-place run from the start (the last
+/// one possibly a file of its own, appended), else a temp file at `tmp` that
+/// they are copied into.
+fn join(pieces: Vec<Piece>, in_place: &Path, tmp: &Path) -> std::io::Result<PathBuf> {
+    let mut end = 0;
+    let mut run = 0;
+    for piece in &pieces {
+        match piece {
+            Piece::InPlace { at, len } if *at == end => {
+                end += len;
+                run += 1;
+            }
+            _ => break,
+        }
+    }
+    let tail = pieces.get(run..).unwrap_or_default();
+    let appendable = matches!(tail, [] | [Piece::File(_)]);
+    if run > 0 && appendable {
+        let mut file = std::fs::OpenOptions::new().write(true).open(in_place)?;
+        file.set_len(end)?;
+        if let [Piece::File(path)] = tail {
+            file.seek(SeekFrom::Start(end))?;
+            std::io::copy(&mut std::fs::File::open(path)?, &mut file)?;
+        }
+        return Ok(in_place.to_owned());
+    }
+    let copied = (|| {
+        let mut out = std::fs::File::create(tmp)?;
+        let mut data = None;
+        for piece in &pieces {
+            match piece {
+                Piece::InPlace { at, len } => {
+                    let data = match &mut data {
+                        Some(f) => f,
+                        None => data.insert(std::fs::File::open(in_place)?),
+                    };
+                    data.seek(SeekFrom::Start(*at))?;
+                    let n = std::io::copy(&mut std::io::Read::take(&mut *data, *len), &mut out)?;
+                    if n != *len {
+                        return Err(std::io::Error::other("a part is shorter than uploaded"));
+                    }
+                }
+                Piece::File(path) => {
+                    std::io::copy(&mut std::fs::File::open(path)?, &mut out)?;
+                }
+            }
         }
         Ok(())
+    })();
+    if copied.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    copied.map(|()| tmp.to_owned())
+}
+
+/// How a body's ETag is made.
+#[derive(Clone, Copy)]
+enum Etag {
+    /// The hex MD5 of the body, as S3 gives for an object PUT whole (clients
+    /// compare it with their own MD5).
+    Md5,
+    /// For a part of a multipart upload: the hex CRC-32 and length of the
+    /// body. No client reads a part's ETag as an MD5 (the object's ETag is
+    /// `<hash>-<parts>` anyway), and CRC-32 runs at memory speed where MD5
+    /// would cost more than everything else the part upload does.
+    Crc32,
+}
+
+/// Bytes read from a file at a time when serving a GET.
+const READ_CHUNK: usize = 512 * 1024;
+
+/// Bytes gathered before each write to the file: fewer, larger writes on the
+/// blocking pool than one per network chunk.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Writes a request body to a new file at `tmp`, checking the declared
+/// length; returns the ETag and the file. On error nothing is left behind.
+async fn write_new(
+    tmp: &Path,
+    body: StreamingBlob,
+    declared: Option<i64>,
+    etag: Etag,
+) -> S3Result<(String, std::fs::File)> {
+    let written = async {
+        let file = tokio::fs::File::create(tmp)
+            .await
+            .map_err(internal)?
+            .into_std()
+            .await;
+        write_body(file, 0, body, declared, etag).await
     }
     .await;
-    drop(file);
-    if let Err(e) = result {
+    if written.is_err() {
         let _ = tokio::fs::remove_file(tmp).await;
-        return Err(e);
     }
-    Ok(hex::encode(md5.finalize()))
+    written
+}
+
+/// Writes a request body into `file` from byte `at`, checking the declared
+/// length; returns the ETag and the file.
+async fn write_body(
+    mut file: std::fs::File,
+    at: u64,
+    mut body: StreamingBlob,
+    declared: Option<i64>,
+    etag: Etag,
+) -> S3Result<(String, std::fs::File)> {
+    file.seek(SeekFrom::Start(at)).map_err(internal)?;
+    let mut md5 = md5::Md5::new();
+    let mut crc = crc32fast::Hasher::new();
+    let mut written: u64 = 0;
+    let mut buf = Vec::with_capacity(WRITE_BUFFER);
+    loop {
+        let chunk = body.next().await;
+        if let Some(chunk) = chunk.as_ref() {
+            let chunk: &Bytes = chunk
+                .as_ref()
+                .map_err(|e| s3_error!(IncompleteBody, "{e}"))?;
+            match etag {
+                Etag::Md5 => md5.update(chunk),
+                Etag::Crc32 => crc.update(chunk),
+            }
+            written += chunk.len() as u64;
+            buf.extend_from_slice(chunk);
+        }
+        if buf.len() >= WRITE_BUFFER || (chunk.is_none() && !buf.is_empty()) {
+            let full = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_BUFFER));
+            file = tokio::task::spawn_blocking(move || {
+                std::io::Write::write_all(&mut file, &full).map(|()| file)
+            })
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
+        }
+        if chunk.is_none() {
+            break;
+        }
+    }
+    if declared.is_some_and(|n| n as u64 != written) {
+        return Err(s3_error!(
+            IncompleteBody,
+            "the body is shorter or longer than declared"
+        ));
+    }
+    let etag = match etag {
+        Etag::Md5 => hex::encode(md5.finalize()),
+        Etag::Crc32 => format!("{:08x}{written:016x}", crc.finalize()),
+    };
+    Ok((etag, file))
+}
+
+/// Starts writing a part's bytes to disk without waiting for it, so the
+/// sync when the upload completes finds little left to do instead of the
+/// whole object.
+fn write_back(file: std::fs::File) {
+    drop(tokio::task::spawn_blocking(move || file.sync_data()));
 }
 
 /// Moves a finished temp file into place as the object, with its sidecar.
 async fn place(tmp: &Path, data: &Path, meta: &Path, sidecar: &Sidecar) -> S3Result<()> {
     let placed: std::io::Result<()> = async {
+        // On disk before it is renamed into place: an object that was
+        // acknowledged survives a crash of the machine whole, not as a file
+        // whose name made it to disk before its bytes.
+        tokio::fs::File::open(tmp).await?.sync_data().await?;
         if let Some(parent) = data.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
@@ -324,7 +540,7 @@ impl S3 for Disk {
             return Err(s3_error!(IncompleteBody));
         };
         let tmp = self.tmp_path();
-        let etag = write_body(&tmp, body, input.content_length).await?;
+        let (etag, _) = write_new(&tmp, body, input.content_length, Etag::Md5).await?;
         let sidecar = Sidecar {
             content_type: input.content_type.map(|c| c.to_string()),
             etag: etag.clone(),
@@ -385,25 +601,55 @@ impl S3 for Disk {
         let Some(body) = input.body else {
             return Err(s3_error!(IncompleteBody));
         };
-        let tmp = self.tmp_path();
-        let etag = write_body(&tmp, body, input.content_length).await?;
-        // A part sent again replaces the earlier one.
-        let part = dir.join(format!("{:05}.{etag}", input.part_number));
-        let renamed = async {
-            let mut old = tokio::fs::read_dir(&dir).await?;
-            let prefix = format!("{:05}.", input.part_number);
-            while let Some(entry) = old.next_entry().await? {
-                if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                    tokio::fs::remove_file(entry.path()).await?;
-                }
+        let number = input.part_number;
+        let len = input
+            .content_length
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|n| *n >= MIN_STRIDE);
+        let in_place = match len {
+            Some(len) if self.stride(&dir, len).await? == len => {
+                self.claim(&input.upload_id, number).map(|c| (c, len))
             }
-            tokio::fs::rename(&tmp, &part).await
-        }
-        .await;
-        if let Err(e) = renamed {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(internal(e));
-        }
+            _ => None,
+        };
+        let etag = if let Some((_claim, len)) = in_place {
+            // An earlier upload of this part goes first: its bytes are about
+            // to be overwritten.
+            remove_part(&dir, number).await.map_err(internal)?;
+            let file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(dir.join("data"))
+                .await
+                .map_err(internal)?
+                .into_std()
+                .await;
+            let at = u64::try_from(number - 1).unwrap_or(0) * len;
+            let (etag, file) =
+                write_body(file, at, body, input.content_length, Etag::Crc32).await?;
+            write_back(file);
+            tokio::fs::write(dir.join(format!("{number:05}.{etag}.at")), b"")
+                .await
+                .map_err(internal)?;
+            etag
+        } else {
+            let tmp = self.tmp_path();
+            let (etag, file) = write_new(&tmp, body, input.content_length, Etag::Crc32).await?;
+            write_back(file);
+            // A part sent again replaces the earlier one.
+            let part = dir.join(format!("{number:05}.{etag}"));
+            let renamed = async {
+                remove_part(&dir, number).await?;
+                tokio::fs::rename(&tmp, &part).await
+            }
+            .await;
+            if let Err(e) = renamed {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(internal(e));
+            }
+            etag
+        };
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(ETag::Strong(etag)),
             ..Default::default()
@@ -427,7 +673,12 @@ impl S3 for Disk {
             return Err(s3_error!(MalformedXML, "no parts"));
         }
         // Parts in ascending order, each with the ETag its upload returned.
-        let mut files = Vec::with_capacity(asked.len());
+        let stride = match tokio::fs::read_to_string(dir.join("stride")).await {
+            Ok(text) => text.trim().parse::<u64>().ok(),
+            Err(_) => None,
+        };
+        let mut pieces = Vec::with_capacity(asked.len());
+        let mut etags = Vec::with_capacity(asked.len());
         let mut previous = 0;
         for part in &asked {
             let (Some(n), Some(etag)) = (part.part_number, part.e_tag.as_ref()) else {
@@ -437,45 +688,49 @@ impl S3 for Disk {
                 return Err(s3_error!(InvalidPartOrder));
             }
             previous = n;
-            let file = dir.join(format!("{n:05}.{}", etag.value().trim_matches('"')));
-            if tokio::fs::metadata(&file).await.is_err() {
-                return Err(s3_error!(
-                    InvalidPart,
-                    "part {n} is not uploaded with that ETag"
-                ));
-            }
-            files.push((file, etag.value().trim_matches('"').to_owned()));
+            let etag = etag.value().trim_matches('"').to_owned();
+            let marker = dir.join(format!("{n:05}.{etag}.at"));
+            let file = dir.join(format!("{n:05}.{etag}"));
+            let piece = match (stride, tokio::fs::metadata(&marker).await) {
+                (Some(stride), Ok(_)) => Piece::InPlace {
+                    at: u64::try_from(n - 1).unwrap_or(0) * stride,
+                    len: stride,
+                },
+                _ => match tokio::fs::metadata(&file).await {
+                    Ok(_) => Piece::File(file),
+                    Err(_) => {
+                        return Err(s3_error!(
+                            InvalidPart,
+                            "part {n} is not uploaded with that ETag"
+                        ))
+                    }
+                },
+            };
+            pieces.push(piece);
+            etags.push(etag);
         }
-        let tmp = self.tmp_path();
-        let joined = {
-            let tmp = tmp.clone();
-            let files: Vec<PathBuf> = files.iter().map(|(f, _)| f.clone()).collect();
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-                for f in files {
-                    std::io::copy(&mut std::fs::File::open(f)?, &mut out)?;
-                }
-                std::io::Write::flush(&mut out)?;
-                Ok(())
-            })
-            .await
-            .map_err(internal)?
+        let in_place = dir.join("data");
+        let joined = tokio::task::spawn_blocking({
+            let tmp = self.tmp_path();
+            move || join(pieces, &in_place, &tmp)
+        })
+        .await
+        .map_err(internal)?;
+        let joined = match joined {
+            Ok(path) => path,
+            Err(e) => return Err(internal(e)),
         };
-        if let Err(e) = joined {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(internal(e));
-        }
         // The S3 form of a multipart ETag: md5 of the parts' md5s, then `-N`.
         let mut md5 = md5::Md5::new();
-        for (_, etag) in &files {
+        for etag in &etags {
             md5.update(hex::decode(etag).unwrap_or_default());
         }
-        let etag = format!("{}-{}", hex::encode(md5.finalize()), files.len());
+        let etag = format!("{}-{}", hex::encode(md5.finalize()), etags.len());
         let sidecar = Sidecar {
             content_type: upload.content_type,
             etag: etag.clone(),
         };
-        place(&tmp, &data, &meta, &sidecar).await?;
+        place(&joined, &data, &meta, &sidecar).await?;
         let _ = tokio::fs::remove_dir_all(&dir).await;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket),
@@ -511,7 +766,7 @@ impl S3 for Disk {
             return Err(s3_error!(NoSuchKey));
         }
         let sidecar = self.sidecar(&meta).await;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK);
         Ok(S3Response::new(GetObjectOutput {
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some(stat.len() as i64),

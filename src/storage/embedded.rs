@@ -139,6 +139,16 @@ impl S3Access for Access {
             if declared.is_some_and(|n| n > self.max_put_bytes) {
                 return Err(s3_error!(EntityTooLarge));
             }
+            // One part at most, so an object made of parts is bounded like a
+            // PUT (a user's uploads are images, far below the 5 MiB parts
+            // that more than one part would take).
+            if op == "UploadPart" && query_param(cx, "partNumber").as_deref() != Some("1") {
+                return Err(s3_error!(
+                    AccessDenied,
+                    "With login credentials a multipart upload has one part of at most {} bytes",
+                    self.max_put_bytes
+                ));
+            }
         }
         Ok(())
     }

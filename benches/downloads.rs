@@ -261,7 +261,7 @@ async fn run() {
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(5);
     let mut ours = Vec::new();
     let mut zip0 = Vec::new();
     let mut raw = Vec::new();
@@ -302,6 +302,18 @@ async fn run() {
         raw.push(t.elapsed());
         std::fs::remove_file(out_dir.join("raw")).unwrap();
     }
+    let each = |v: &[Duration]| {
+        v.iter()
+            .map(|d| format!("{:.0}", mb_per_s(total, *d)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "MB/s per round: export {}; zip -0 {}; raw copy {}",
+        each(&ours),
+        each(&zip0),
+        each(&raw)
+    );
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         v[v.len() / 2]

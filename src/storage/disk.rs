@@ -373,7 +373,10 @@ async fn write_body(
     let mut md5 = md5::Md5::new();
     let mut crc = crc32fast::Hasher::new();
     let mut written: u64 = 0;
-    let mut buf = Vec::with_capacity(WRITE_BUFFER);
+    // Network chunks gathered until a block is due, then written with one
+    // vectored write each time (no copy into a buffer of our own).
+    let mut block: Vec<Bytes> = Vec::new();
+    let mut block_len = 0;
     loop {
         let chunk = body.next().await;
         if let Some(chunk) = chunk.as_ref() {
@@ -385,16 +388,17 @@ async fn write_body(
                 Etag::Crc32 => crc.update(chunk),
             }
             written += chunk.len() as u64;
-            buf.extend_from_slice(chunk);
+            block_len += chunk.len();
+            block.push(chunk.clone());
         }
-        if buf.len() >= WRITE_BUFFER || (chunk.is_none() && !buf.is_empty()) {
-            let full = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_BUFFER));
-            file = tokio::task::spawn_blocking(move || {
-                std::io::Write::write_all(&mut file, &full).map(|()| file)
-            })
-            .await
-            .map_err(internal)?
-            .map_err(internal)?;
+        if block_len >= WRITE_BUFFER || (chunk.is_none() && block_len > 0) {
+            let full = std::mem::take(&mut block);
+            block_len = 0;
+            file =
+                tokio::task::spawn_blocking(move || write_chunks(&mut file, &full).map(|()| file))
+                    .await
+                    .map_err(internal)?
+                    .map_err(internal)?;
         }
         if chunk.is_none() {
             break;
@@ -411,6 +415,21 @@ async fn write_body(
         Etag::Crc32 => format!("{:08x}{written:016x}", crc.finalize()),
     };
     Ok((etag, file))
+}
+
+/// Writes every chunk, in order, with vectored writes.
+fn write_chunks(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        chunks.iter().map(|c| std::io::IoSlice::new(c)).collect();
+    let mut rest = slices.as_mut_slice();
+    while !rest.is_empty() {
+        let n = std::io::Write::write_vectored(file, rest)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }
 
 /// Starts writing a part's bytes to disk without waiting for it, so the

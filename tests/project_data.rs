@@ -924,6 +924,16 @@ async fn multipart_uploads_join_exactly_the_parts_asked_for() {
             stale.is_err(),
             "{storage:?}: completed with a replaced part"
         );
+        let forged = complete(
+            key.clone(),
+            id.clone(),
+            vec![(1, one.clone()), (2, "x/../../../upload.json".into())],
+        )
+        .await;
+        assert!(
+            forged.is_err(),
+            "{storage:?}: completed with a path for an ETag"
+        );
         complete(key.clone(), id, vec![(1, one), (2, second)])
             .await
             .unwrap();

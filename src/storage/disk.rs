@@ -708,6 +708,11 @@ impl S3 for Disk {
             }
             previous = n;
             let etag = etag.value().trim_matches('"').to_owned();
+            // ETags given out here are hex; anything else names no part (and
+            // never a path outside the upload).
+            if etag.is_empty() || !etag.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(s3_error!(InvalidPart, "part {n} has no such ETag"));
+            }
             let marker = dir.join(format!("{n:05}.{etag}.at"));
             let file = dir.join(format!("{n:05}.{etag}"));
             let piece = match (stride, tokio::fs::metadata(&marker).await) {
@@ -739,7 +744,7 @@ impl S3 for Disk {
             Ok(path) => path,
             Err(e) => return Err(internal(e)),
         };
-        // The S3 form of a multipart ETag: md5 of the parts' md5s, then `-N`.
+        // The S3 form of a multipart ETag: md5 of the parts' ETags, then `-N`.
         let mut md5 = md5::Md5::new();
         for etag in &etags {
             md5.update(hex::decode(etag).unwrap_or_default());

@@ -14,6 +14,7 @@
 pub mod decode;
 pub mod encode;
 pub mod methods;
+pub mod simd;
 
 use image::metadata::Orientation;
 use image::{Rgb, RgbImage};

@@ -4,41 +4,58 @@
 use image::metadata::Orientation;
 use image::{imageops, Rgb, RgbImage};
 
+use super::filter::wide;
 use super::{resize, same_size};
 use crate::imaging::ImagingError;
 
-/// AUG-003: mirrors left to right.
-pub fn flip_horizontal(img: &RgbImage) -> RgbImage {
+/// Pixels per block of the horizontal flip.
+const FLIP_BLOCK: usize = 16;
+
+/// The flip proper, inlined into [`wide`]'s AVX2 function: each block of
+/// 16 pixels, taken from the right end of the row, is reversed with
+/// constant indexes (the compiler makes byte shuffles of it).
+#[inline(always)]
+fn flip_rows(img: &RgbImage) -> Vec<u8> {
     let stride = img.width() as usize * 3;
     let src = img.as_raw();
     let mut raw = vec![0u8; src.len()];
     if stride == 0 {
-        return same_size(img, raw);
+        return raw;
     }
-    for (d_row, s_row) in raw.chunks_exact_mut(stride).zip(src.chunks_exact(stride)) {
-        // Four pixels (12 bytes) at a time, then the odd ones.
-        let mut d_blocks = d_row.chunks_exact_mut(12);
-        let mut s_blocks = s_row.rchunks_exact(12);
-        for (d, s) in d_blocks.by_ref().zip(s_blocks.by_ref()) {
-            if let (
-                [d0, d1, d2, d3, d4, d5, d6, d7, d8, d9, d10, d11],
-                &[s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11],
-            ) = (d, s)
-            {
-                [*d0, *d1, *d2, *d3, *d4, *d5, *d6, *d7, *d8, *d9, *d10, *d11] =
-                    [s9, s10, s11, s6, s7, s8, s3, s4, s5, s0, s1, s2];
-            }
+    for (dst, row) in raw.chunks_exact_mut(stride).zip(src.chunks_exact(stride)) {
+        let mut blocks = row.rchunks_exact(3 * FLIP_BLOCK);
+        let mut outs = dst.chunks_exact_mut(3 * FLIP_BLOCK);
+        for (out, block) in outs.by_ref().zip(blocks.by_ref()) {
+            let Ok(block) = <&[u8; 3 * FLIP_BLOCK]>::try_from(block) else {
+                continue;
+            };
+            let flipped: [u8; 3 * FLIP_BLOCK] = std::array::from_fn(|j| {
+                let from = 3 * (FLIP_BLOCK - 1 - j / 3) + j % 3;
+                block.get(from).copied().unwrap_or(0)
+            });
+            out.copy_from_slice(&flipped);
         }
-        let rest = s_blocks.remainder();
-        for (d, s) in d_blocks
-            .into_remainder()
-            .chunks_exact_mut(3)
-            .zip(rest.chunks_exact(3).rev())
-        {
-            d.copy_from_slice(s);
+        let rest = outs.into_remainder().chunks_exact_mut(3);
+        for (out, px) in rest.zip(blocks.remainder().chunks_exact(3).rev()) {
+            out.copy_from_slice(px);
         }
     }
-    same_size(img, raw)
+    raw
+}
+
+struct Flip<'a>(&'a RgbImage);
+
+impl pulp::WithSimd for Flip<'_> {
+    type Output = Vec<u8>;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> Vec<u8> {
+        flip_rows(self.0)
+    }
+}
+
+/// AUG-003: mirrors left to right.
+pub fn flip_horizontal(img: &RgbImage) -> RgbImage {
+    same_size(img, wide(Flip(img)))
 }
 
 /// AUG-004: mirrors top to bottom.
@@ -127,53 +144,110 @@ pub fn rotate(img: &RgbImage, degrees: f32, fill: Rgb<u8>) -> RgbImage {
             _ => fill,
         }
     };
+    // Bilinear weights from the 8-bit fractions, summing to 65536.
+    let weights = |fx: u32, fy: u32| {
+        [
+            (256 - fx) * (256 - fy),
+            fx * (256 - fy),
+            (256 - fx) * fy,
+            fx * fy,
+        ]
+    };
+    let mix = |[w0, w1, w2, w3]: [u32; 4], a: u8, b: u8, c: u8, d: u8| -> u8 {
+        let sum = u32::from(a) * w0 + u32::from(b) * w1 + u32::from(c) * w2 + u32::from(d) * w3;
+        ((sum + 32_768) >> 16) as u8
+    };
+    let one = 1i64 << 32;
     let mut raw = vec![0u8; src.len()];
     for (y, row) in raw.chunks_exact_mut(stride).enumerate() {
         let dy = y as f64 - cy;
         // Inverse map: output (x, y) comes from
         // (cos·dx − sin·dy + cx, sin·dx + cos·dy + cy), dx = x − cx.
-        let mut sx = fixed(-cos * cx - sin * dy + cx);
-        let mut sy = fixed(-sin * cx + cos * dy + cy);
-        for px in row.chunks_exact_mut(3) {
-            let (x0, y0) = (sx >> 32, sy >> 32);
-            let fx = ((sx >> 24) & 0xFF) as u32;
-            let fy = ((sy >> 24) & 0xFF) as u32;
-            sx += step_x;
-            sy += step_y;
-            let mix = |a: u8, b: u8, c: u8, d: u8| -> u8 {
-                let top = u32::from(a) * (256 - fx) + u32::from(b) * fx;
-                let bottom = u32::from(c) * (256 - fx) + u32::from(d) * fx;
-                ((top * (256 - fy) + bottom * fy + 32_768) >> 16) as u8
-            };
-            // Inside: the four neighbours are two 6-byte runs of the source.
-            if x0 >= 0 && y0 >= 0 && x0 + 1 < wi && y0 + 1 < hi {
-                let i = (y0 as usize * w + x0 as usize) * 3;
-                if let (Some(&[a0, a1, a2, b0, b1, b2]), Some(&[c0, c1, c2, d0, d1, d2])) =
-                    (src.get(i..i + 6), src.get(i + stride..i + stride + 6))
-                {
-                    px.copy_from_slice(&[
-                        mix(a0, b0, c0, d0),
-                        mix(a1, b1, c1, d1),
-                        mix(a2, b2, c2, d2),
-                    ]);
-                }
-                continue;
+        let sx0 = fixed(-cos * cx - sin * dy + cx);
+        let sy0 = fixed(-sin * cx + cos * dy + cy);
+        let at = |x: usize| (sx0 + x as i64 * step_x, sy0 + x as i64 * step_y);
+        // Where all four neighbours are inside the image, and where at
+        // least one is; both are runs of the row, the first in the second.
+        let (inside_lo, inside_hi) = intersect(
+            span(sx0, step_x, 0, (wi - 1) * one, w),
+            span(sy0, step_y, 0, (hi - 1) * one, w),
+        );
+        let (touch_lo, touch_hi) = intersect(
+            span(sx0, step_x, -one, wi * one, w),
+            span(sy0, step_y, -one, hi * one, w),
+        );
+        let (inside_lo, inside_hi) = if inside_lo < inside_hi {
+            (inside_lo, inside_hi)
+        } else {
+            (touch_lo, touch_lo)
+        };
+        let (left, rest) = row.split_at_mut(inside_lo * 3);
+        let (middle, right) = rest.split_at_mut((inside_hi - inside_lo) * 3);
+        for (x, px) in (inside_lo..).zip(middle.chunks_exact_mut(3)) {
+            let (sx, sy) = at(x);
+            let (x0, y0) = ((sx >> 32) as usize, (sy >> 32) as usize);
+            let wts = weights(((sx >> 24) & 0xFF) as u32, ((sy >> 24) & 0xFF) as u32);
+            // The four neighbours are two 6-byte runs of the source.
+            let i = y0 * stride + x0 * 3;
+            if let (Some(&[a0, a1, a2, b0, b1, b2]), Some(&[c0, c1, c2, d0, d1, d2])) =
+                (src.get(i..i + 6), src.get(i + stride..i + stride + 6))
+            {
+                px.copy_from_slice(&[
+                    mix(wts, a0, b0, c0, d0),
+                    mix(wts, a1, b1, c1, d1),
+                    mix(wts, a2, b2, c2, d2),
+                ]);
             }
-            if x0 < -1 || y0 < -1 || x0 >= wi || y0 >= hi {
+        }
+        // Outside the inside run: the fill, or at the border a mix in which
+        // the neighbours outside are the fill.
+        let edges = (0..)
+            .zip(left.chunks_exact_mut(3))
+            .chain((inside_hi..).zip(right.chunks_exact_mut(3)));
+        for (x, px) in edges {
+            if x < touch_lo || x >= touch_hi {
                 px.copy_from_slice(&fill);
                 continue;
             }
-            // At the border: neighbours outside are the fill.
+            let (sx, sy) = at(x);
+            let (x0, y0) = (sx >> 32, sy >> 32);
+            let wts = weights(((sx >> 24) & 0xFF) as u32, ((sy >> 24) & 0xFF) as u32);
             let (a, b) = (sample(x0, y0), sample(x0 + 1, y0));
             let (c, d) = (sample(x0, y0 + 1), sample(x0 + 1, y0 + 1));
             px.copy_from_slice(&[
-                mix(a[0], b[0], c[0], d[0]),
-                mix(a[1], b[1], c[1], d[1]),
-                mix(a[2], b[2], c[2], d[2]),
+                mix(wts, a[0], b[0], c[0], d[0]),
+                mix(wts, a[1], b[1], c[1], d[1]),
+                mix(wts, a[2], b[2], c[2], d[2]),
             ]);
         }
     }
     same_size(img, raw)
+}
+
+/// The run `lo..hi` of `x` in `0..n` where `low <= start + x · step < high`
+/// (a linear function is in a range on one run).
+fn span(start: i64, step: i64, low: i64, high: i64, n: usize) -> (usize, usize) {
+    let n = n as i64;
+    // The least x with start + x·step >= bound (step > 0).
+    let first_at_least = |bound: i64| -(-(bound - start)).div_euclid(step);
+    let (lo, hi) = match step.signum() {
+        0 if (low..high).contains(&start) => (0, n),
+        0 => (0, 0),
+        1 => (first_at_least(low), first_at_least(high)),
+        // Decreasing: x from the first below `high` to the last at least `low`.
+        _ => (
+            (start - high).div_euclid(-step) + 1,
+            (start - low).div_euclid(-step) + 1,
+        ),
+    };
+    let lo = lo.clamp(0, n) as usize;
+    (lo, (hi.clamp(0, n) as usize).max(lo))
+}
+
+/// The overlap of two runs (empty runs anywhere).
+fn intersect((a, b): (usize, usize), (c, d): (usize, usize)) -> (usize, usize) {
+    let lo = a.max(c);
+    (lo, b.min(d).max(lo))
 }
 
 /// AUG-001: zooms about the centre by `scale`, keeping the size: above 1 the
@@ -329,6 +403,91 @@ mod tests {
             }
         }
         assert_eq!(out.get_pixel(0, 0).0, [20, 2, 0]);
+    }
+
+    #[test]
+    fn horizontal_flip_of_a_wide_odd_image() {
+        // 67 pixels: four 16-pixel blocks and three left over.
+        let img = RgbImage::from_fn(67, 31, |x, y| Rgb([x as u8, y as u8, (x * y) as u8]));
+        let out = flip_horizontal(&img);
+        for y in 0..31 {
+            for x in 0..67 {
+                assert_eq!(out.get_pixel(x, y), img.get_pixel(66 - x, y));
+            }
+        }
+        let base = pulp::WithSimd::with_simd(Flip(&img), pulp::Scalar::new());
+        assert_eq!(out.as_raw(), &base);
+        assert_eq!(flip_horizontal(&out), img);
+    }
+
+    /// Rotation one pixel at a time, every neighbour checked.
+    fn rotate_reference(img: &RgbImage, degrees: f32, fill: Rgb<u8>) -> RgbImage {
+        let (w, h) = (img.width() as i64, img.height() as i64);
+        let (sin, cos) = f64::from(degrees).to_radians().sin_cos();
+        let snap = |v: f64| if v.abs() < 1e-12 { 0.0 } else { v };
+        let (sin, cos) = (snap(sin), snap(cos));
+        let fixed = |v: f64| (v * (1u64 << 32) as f64).round() as i64;
+        let (cx, cy) = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
+        let at = |x: i64, y: i64| {
+            if x < 0 || y < 0 || x >= w || y >= h {
+                fill.0
+            } else {
+                img.get_pixel(x as u32, y as u32).0
+            }
+        };
+        RgbImage::from_fn(w as u32, h as u32, |x, y| {
+            let dy = f64::from(y) - cy;
+            let sx = fixed(-cos * cx - sin * dy + cx) + i64::from(x) * fixed(cos);
+            let sy = fixed(-sin * cx + cos * dy + cy) + i64::from(x) * fixed(sin);
+            let (x0, y0) = (sx >> 32, sy >> 32);
+            let fx = ((sx >> 24) & 0xFF) as u32;
+            let fy = ((sy >> 24) & 0xFF) as u32;
+            let (a, b, c, d) = (
+                at(x0, y0),
+                at(x0 + 1, y0),
+                at(x0, y0 + 1),
+                at(x0 + 1, y0 + 1),
+            );
+            Rgb(std::array::from_fn(|i| {
+                let top = u32::from(a[i]) * (256 - fx) + u32::from(b[i]) * fx;
+                let bottom = u32::from(c[i]) * (256 - fx) + u32::from(d[i]) * fx;
+                ((top * (256 - fy) + bottom * fy + 32_768) >> 16) as u8
+            }))
+        })
+    }
+
+    #[test]
+    fn rotate_matches_the_pixel_by_pixel_mix() {
+        let fill = Rgb([7, 8, 9]);
+        for (w, h) in [(67, 31), (31, 67), (1, 5), (5, 1), (2, 2), (40, 40)] {
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                Rgb([(x * 37 + y * 11) as u8, (x * y) as u8, (200 + x) as u8])
+            });
+            for deg in [
+                30.0, -45.0, 90.0, 180.0, 7.3, 200.0, -135.0, 359.9, 0.0, 270.0, 45.0,
+            ] {
+                assert_eq!(
+                    rotate(&img, deg, fill),
+                    rotate_reference(&img, deg, fill),
+                    "{w}×{h} by {deg}°"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn spans_of_a_linear_function() {
+        // start + 3x in [5, 20) for x in 0..10: x = 2..7.
+        assert_eq!(span(-1, 3, 5, 20, 10), (2, 7));
+        // Decreasing: 30 − 4x in [5, 20): x = 3..7.
+        assert_eq!(span(30, -4, 5, 20, 10), (3, 7));
+        assert_eq!(span(6, 0, 5, 20, 10), (0, 10));
+        assert_eq!(span(4, 0, 5, 20, 10), (0, 0));
+        assert_eq!(span(100, 1, 5, 20, 10), (0, 0));
+        let (lo, hi) = span(-100, -1, 5, 20, 10);
+        assert_eq!(lo, hi);
+        assert_eq!(intersect((2, 7), (5, 9)), (5, 7));
+        assert_eq!(intersect((2, 3), (5, 9)), (5, 5));
     }
 
     #[test]

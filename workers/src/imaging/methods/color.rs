@@ -6,12 +6,12 @@ use std::sync::OnceLock;
 use image::RgbImage;
 use tessera_domain::generation::SplitMix64;
 
-use super::{luma601, lut, map_lut, map_pixels, to_u8};
+use super::{dispatch, floor_u8, look_up, lut, same_size, to_u8};
 
 /// AUG-011: multiplies every channel by `factor` (1 = unchanged), clamping at
 /// white.
 pub fn brightness(img: &RgbImage, factor: f32) -> RgbImage {
-    map_lut(img, &lut(|v| v * factor))
+    map_table(img, &lut(|v| v * factor), 256)
 }
 
 /// AUG-014: moves every value away from (`factor` > 1) or towards
@@ -19,7 +19,7 @@ pub fn brightness(img: &RgbImage, factor: f32) -> RgbImage {
 /// 0 gives a flat gray.
 pub fn contrast(img: &RgbImage, factor: f32) -> RgbImage {
     let mean = mean_luma(img) as f32;
-    map_lut(img, &lut(|v| mean + (v - mean) * factor))
+    map_table(img, &lut(|v| mean + (v - mean) * factor), 256)
 }
 
 /// Mean Rec. 601 luma, on 0–255: exact integer sums per channel.
@@ -32,87 +32,460 @@ pub fn mean_luma(img: &RgbImage) -> f64 {
     (299 * r + 587 * g + 114 * b) as f64 / (1000 * n) as f64
 }
 
-/// Sums of the R, G and B values of an interleaved RGB buffer. Four pixels
-/// (12 bytes) at a time into twelve lanes, so the additions vectorise.
+/// Sums of the R, G and B values of an interleaved RGB buffer. Sixteen
+/// pixels (48 bytes) at a time into 48 u16 lanes, so the additions vectorise
+/// at their narrowest; 256 blocks of 255s still fit a u16.
 pub(crate) fn channel_sums(raw: &[u8]) -> [u64; 3] {
+    const LANES: usize = 48;
+    let mut wide = [0u64; LANES];
     let mut total = [0u64; 3];
-    // 65,536 blocks of 12 bytes keep every u32 lane below 2^24.
-    for block in raw.chunks(12 * 65_536) {
-        let mut lanes = [0u32; 12];
-        let blocks = block.chunks_exact(12);
+    for group in raw.chunks(LANES * 256) {
+        let blocks = group.chunks_exact(LANES);
+        // A group's length is a multiple of 3 but for the last one, so the
+        // remainder's positions keep their channels.
         for (i, v) in blocks.remainder().iter().enumerate() {
             if let Some(t) = total.get_mut(i % 3) {
                 *t += u64::from(*v);
             }
         }
-        for chunk in blocks {
-            for (l, v) in lanes.iter_mut().zip(chunk) {
-                *l += u32::from(*v);
+        let mut lanes = [0u16; LANES];
+        for block in blocks {
+            for (l, v) in lanes.iter_mut().zip(block) {
+                *l += u16::from(*v);
             }
         }
-        for (i, l) in lanes.iter().enumerate() {
-            if let Some(t) = total.get_mut(i % 3) {
-                *t += u64::from(*l);
-            }
+        for (w, l) in wide.iter_mut().zip(lanes) {
+            *w += u64::from(l);
+        }
+    }
+    for (i, w) in wide.iter().enumerate() {
+        if let Some(t) = total.get_mut(i % 3) {
+            *t += *w;
         }
     }
     total
 }
 
-/// `1 / d` for every difference of two channel values (0 for 0), so the
-/// per-pixel HSV work needs no division.
-fn reciprocals() -> [f32; 256] {
-    std::array::from_fn(|d| if d == 0 { 0.0 } else { 1.0 / d as f32 })
+/// `min(255, (min(v, cap)·mul + add).saturating_sub(sub) >> shift)`: an
+/// increasing affine map of a value, clamped, in u16 arithmetic (`cap` is
+/// where it reaches 255, so that steep slopes still fit 16 bits).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Affine {
+    cap: u8,
+    mul: u16,
+    add: u16,
+    sub: u16,
+    shift: u16,
+}
+
+impl Affine {
+    #[inline(always)]
+    fn apply(self, v: u8) -> u16 {
+        // Wrapping: a fit keeps its own values below 2^16; values outside
+        // its range (the other piece's) are computed, then dropped.
+        (u16::from(v.min(self.cap))
+            .wrapping_mul(self.mul)
+            .wrapping_add(self.add))
+        .saturating_sub(self.sub)
+        .wrapping_shr(u32::from(self.shift))
+        .min(255)
+    }
+
+    /// `clamp(v + c)` as `v.saturating_add(c.0).saturating_sub(c.1)` on
+    /// bytes, if the map is one (slope 1): its offset is then
+    /// `floor((add - sub) / 2^shift)`, and the clamps agree.
+    fn offset(self) -> Option<(u8, u8)> {
+        if u32::from(self.mul) != 1 << self.shift {
+            return None;
+        }
+        let c = (i32::from(self.add) - i32::from(self.sub)) >> self.shift;
+        Some((
+            u8::try_from(c.max(0)).ok()?,
+            u8::try_from((-c).max(0)).ok()?,
+        ))
+    }
+
+    /// The map that gives exactly `target(v)` for every `v` in `lo..=hi`, if
+    /// there is one (the targets must not decrease). Tries the coarsest
+    /// fixed-point scale first (slope 1 is then a plain offset); every
+    /// candidate is checked against all the values, so a map found is exact.
+    fn fit(lo: u8, hi: u8, target: impl Fn(u8) -> u8) -> Option<Affine> {
+        let vals: Vec<(i64, i64)> = (lo..=hi)
+            .map(|v| (i64::from(v), i64::from(target(v))))
+            .collect();
+        if vals.windows(2).any(|w| matches!(w, [a, b] if b.1 < a.1)) {
+            return None;
+        }
+        // Two unclamped points bound the slope; without them, try a few.
+        let inner: Vec<&(i64, i64)> = vals.iter().filter(|(_, t)| *t > 0 && *t < 255).collect();
+        let span = match (inner.first(), inner.last()) {
+            (Some(a), Some(b)) if b.0 > a.0 => Some((b.0 - a.0, b.1 - a.1)),
+            _ => None,
+        };
+        // Past the first 255 every value is 255.
+        let cap = vals
+            .iter()
+            .find(|(_, t)| *t == 255)
+            .or(vals.last())
+            .map_or(0, |(v, _)| *v);
+        let mut tried = 0;
+        for shift in 0..=15u32 {
+            let one = 1i64 << shift;
+            let (m_lo, m_hi) = match span {
+                Some((dv, dt)) => (((dt - 1) * one) / dv, ((dt + 1) * one) / dv + 1),
+                None => (0, 2),
+            };
+            for mul in m_lo.max(0)..=m_hi.min(65_535 / cap.max(1)) {
+                tried += 1;
+                if tried > 200 {
+                    return None;
+                }
+                if let Some(a) = Self::fit_offset(&vals, cap, mul, shift) {
+                    return Some(a);
+                }
+            }
+        }
+        None
+    }
+
+    /// The offset that makes `mul` and `shift` exact on `vals`, if any.
+    fn fit_offset(vals: &[(i64, i64)], cap: i64, mul: i64, shift: u32) -> Option<Affine> {
+        let one = 1i64 << shift;
+        let (mut r_lo, mut r_hi) = (i64::MIN, i64::MAX);
+        for (v, t) in vals {
+            let base = (*v).min(cap) * mul;
+            if *t > 0 {
+                r_lo = r_lo.max(t * one - base);
+            }
+            if *t < 255 {
+                r_hi = r_hi.min((t + 1) * one - 1 - base);
+            }
+        }
+        if r_lo > r_hi {
+            return None;
+        }
+        let r = 0i64.clamp(r_lo, r_hi);
+        let top = cap * mul + r.max(0);
+        if top > i64::from(u16::MAX) {
+            return None;
+        }
+        let a = Affine {
+            cap: u8::try_from(cap).ok()?,
+            mul: u16::try_from(mul).ok()?,
+            add: u16::try_from(r.max(0)).ok()?,
+            sub: u16::try_from((-r).max(0)).ok()?,
+            shift: u16::try_from(shift).ok()?,
+        };
+        let exact = vals
+            .iter()
+            .all(|(v, t)| u8::try_from(*v).is_ok_and(|v| i64::from(a.apply(v)) == *t));
+        exact.then_some(a)
+    }
+}
+
+/// A value table as arithmetic: `a(v)` below `split`, `255 - b(v)` from it
+/// on (`split` 256: `a` everywhere).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct TwoPieces {
+    split: u16,
+    a: Affine,
+    b: Affine,
+}
+
+impl TwoPieces {
+    /// The arithmetic that gives `table` exactly, if the table rises (or
+    /// stays) below `split` and falls from there, each part affine on the
+    /// integer grid: what brightness, contrast and solarize produce.
+    fn of(table: &[u8; 256], split: u16) -> Option<TwoPieces> {
+        let t = |v: u8| look_up(table, v);
+        let b = match u8::try_from(split) {
+            Ok(first_b) => Some(Affine::fit(first_b, 255, |v| 255 - t(v))?),
+            Err(_) => None,
+        };
+        let a = match split.checked_sub(1) {
+            Some(last_a) => Affine::fit(0, u8::try_from(last_a).ok()?, t)?,
+            // Nothing below the split: `a` is never used.
+            None => b?,
+        };
+        Some(TwoPieces {
+            split,
+            a,
+            b: b.unwrap_or(a),
+        })
+    }
+
+    #[inline(always)]
+    fn apply(self, v: u8) -> u8 {
+        let lo = self.a.apply(v);
+        let hi = 255 - self.b.apply(v);
+        (if u16::from(v) < self.split { lo } else { hi }) as u8
+    }
+}
+
+/// Byte loops as ops for [`dispatch`].
+struct MapBytes<'a, F> {
+    src: &'a [u8],
+    f: F,
+}
+
+impl<F: Fn(u8) -> u8> pulp::WithSimd for MapBytes<'_, F> {
+    type Output = Vec<u8>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> Vec<u8> {
+        let f = self.f;
+        self.src.iter().map(|v| f(*v)).collect()
+    }
+}
+
+/// Applies a value table to every channel: as arithmetic on 16-bit lanes
+/// where [`TwoPieces`] reproduces it exactly (rising below `split`, falling
+/// from it), else by lookup. Either way, every value is the table's.
+fn map_table(img: &RgbImage, table: &[u8; 256], split: u16) -> RgbImage {
+    let src = img.as_raw();
+    let raw = match TwoPieces::of(table, split) {
+        Some(p) => match (p.a.offset(), u8::try_from(p.split), p.b.offset()) {
+            // Offsets on bytes: 32 values an instruction.
+            (Some((pa, qa)), Err(_), _) => dispatch(MapBytes {
+                src,
+                f: move |v: u8| v.saturating_add(pa).saturating_sub(qa),
+            }),
+            (Some((pa, qa)), Ok(split), Some((pb, qb))) => dispatch(MapBytes {
+                src,
+                f: move |v: u8| {
+                    let lo = v.saturating_add(pa).saturating_sub(qa);
+                    let hi = 255 - v.saturating_add(pb).saturating_sub(qb);
+                    if v < split {
+                        lo
+                    } else {
+                        hi
+                    }
+                },
+            }),
+            // General slopes on 16-bit lanes.
+            (_, Err(_), _) => {
+                let a = p.a;
+                dispatch(MapBytes {
+                    src,
+                    f: move |v| a.apply(v) as u8,
+                })
+            }
+            _ => dispatch(MapBytes {
+                src,
+                f: move |v| p.apply(v),
+            }),
+        },
+        None => src.iter().map(|v| look_up(table, *v)).collect(),
+    };
+    same_size(img, raw)
+}
+
+/// A per-pixel colour operation on planar blocks of [`BLOCK`] pixels.
+trait PixelOp: Copy {
+    fn block(self, rgb: &[[u8; BLOCK]; 3], out: &mut [[u8; BLOCK]; 3]);
+}
+
+/// Pixels per block: planes of 64 values keep everything in registers and
+/// L1 while the loops run at full width.
+const BLOCK: usize = 64;
+
+struct MapPixels<'a, Op> {
+    src: &'a [u8],
+    dst: &'a mut [u8],
+    op: Op,
+}
+
+impl<Op: PixelOp> pulp::WithSimd for MapPixels<'_, Op> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let op = self.op;
+        let mut s_blocks = self.src.chunks_exact(3 * BLOCK);
+        let mut d_blocks = self.dst.chunks_exact_mut(3 * BLOCK);
+        for (s, d) in s_blocks.by_ref().zip(d_blocks.by_ref()) {
+            run_block(s, d, op);
+        }
+        // The last pixels, padded to a block.
+        let (rest_s, rest_d) = (s_blocks.remainder(), d_blocks.into_remainder());
+        if !rest_s.is_empty() {
+            let mut s = [0u8; 3 * BLOCK];
+            let mut d = [0u8; 3 * BLOCK];
+            for (p, v) in s.iter_mut().zip(rest_s) {
+                *p = *v;
+            }
+            run_block(&s, &mut d, op);
+            for (o, v) in rest_d.iter_mut().zip(d) {
+                *o = v;
+            }
+        }
+    }
+}
+
+/// Splits a block into planes, runs the op, interleaves the result.
+#[inline(always)]
+fn run_block(s: &[u8], d: &mut [u8], op: impl PixelOp) {
+    let mut planes = [[0u8; BLOCK]; 3];
+    let mut out = [[0u8; BLOCK]; 3];
+    let [r, g, b] = &mut planes;
+    for (px, ((r, g), b)) in s
+        .chunks_exact(3)
+        .zip(r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()))
+    {
+        if let &[pr, pg, pb] = px {
+            (*r, *g, *b) = (pr, pg, pb);
+        }
+    }
+    op.block(&planes, &mut out);
+    let [r, g, b] = &out;
+    for (px, ((r, g), b)) in d
+        .chunks_exact_mut(3)
+        .zip(r.iter().zip(g.iter()).zip(b.iter()))
+    {
+        if let [pr, pg, pb] = px {
+            (*pr, *pg, *pb) = (*r, *g, *b);
+        }
+    }
+}
+
+/// Runs a pixel op over the whole image.
+fn map_pixels(img: &RgbImage, op: impl PixelOp) -> RgbImage {
+    let src = img.as_raw();
+    let mut raw = vec![0u8; src.len()];
+    dispatch(MapPixels {
+        src,
+        dst: &mut raw,
+        op,
+    });
+    same_size(img, raw)
+}
+
+/// `a.max(b)` and `a.min(b)` as selects (the inputs are never NaN), so they
+/// compile to single instructions.
+#[inline(always)]
+fn max(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+#[inline(always)]
+fn min(a: f32, b: f32) -> f32 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `1 / d`, 0 for 0.
+#[inline(always)]
+fn reciprocal(d: f32) -> f32 {
+    if d > 0.0 {
+        1.0 / d
+    } else {
+        0.0
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Hue {
+    /// The turn in sextants of the circle, 0..6.
+    turn: f32,
+}
+
+impl PixelOp for Hue {
+    #[inline(always)]
+    fn block(self, [r, g, b]: &[[u8; BLOCK]; 3], [or, og, ob]: &mut [[u8; BLOCK]; 3]) {
+        let pixels = r.iter().zip(g).zip(b);
+        let outs = or.iter_mut().zip(og.iter_mut()).zip(ob.iter_mut());
+        for (((r, g), b), ((or, og), ob)) in pixels.zip(outs) {
+            let (r, g, b) = (f32::from(*r), f32::from(*g), f32::from(*b));
+            let (hi, lo) = (max(max(r, g), b), min(min(r, g), b));
+            let d = hi - lo;
+            let (is_r, is_g) = (hi == r, hi == g);
+            let base = if is_r {
+                0.0
+            } else if is_g {
+                2.0
+            } else {
+                4.0
+            };
+            let num = if is_r {
+                g - b
+            } else if is_g {
+                b - r
+            } else {
+                r - g
+            };
+            // In -1..12: one wrap either way brings it into 0..6.
+            let h = base + num * reciprocal(d) + self.turn;
+            let h = if h < 0.0 { h + 6.0 } else { h };
+            let h = if h >= 6.0 { h - 6.0 } else { h };
+            let sextant = min(f32::from(floor_u8(h)), 5.0);
+            let f = h - sextant;
+            let odd = (sextant == 1.0) | (sextant == 3.0) | (sextant == 5.0);
+            let t = if odd { 1.0 - f } else { f };
+            let mid = f32::from(to_u8(lo + d * t));
+            // Which channel holds the maximum, the middle and the minimum.
+            let pick = |top: bool, middle: bool| {
+                if top {
+                    hi
+                } else if middle {
+                    mid
+                } else {
+                    lo
+                }
+            };
+            let s = sextant;
+            *or = pick((s == 0.0) | (s == 5.0), (s == 1.0) | (s == 4.0)) as u8;
+            *og = pick((s == 1.0) | (s == 2.0), (s == 0.0) | (s == 3.0)) as u8;
+            *ob = pick((s == 3.0) | (s == 4.0), (s == 2.0) | (s == 5.0)) as u8;
+        }
+    }
 }
 
 /// AUG-012: turns the hue by `shift` of a full circle (±0.5 = opposite
 /// colour), in HSV. Value (the maximum) and saturation (the spread) stay, so
 /// each pixel keeps its largest and smallest channel values; only which
 /// channel holds them and the middle value change. That is the HSV round
-/// trip without its divisions.
+/// trip without its divisions, branch-free on planes of 64 pixels. A shift
+/// that is not finite leaves the image as it is.
 pub fn hue(img: &RgbImage, shift: f32) -> RgbImage {
-    if shift == 0.0 {
+    if shift == 0.0 || !shift.is_finite() {
         return img.clone();
     }
-    let recip = reciprocals();
-    // The turn in sextants of the circle, 0..6.
-    let turn = shift.rem_euclid(1.0) * 6.0;
-    map_pixels(img, |px| {
-        let [r, g, b] = px;
-        let (max, min) = (r.max(g).max(b), r.min(g).min(b));
-        let d = max - min;
-        if d == 0 {
-            return px;
+    map_pixels(
+        img,
+        Hue {
+            turn: shift.rem_euclid(1.0) * 6.0,
+        },
+    )
+}
+
+#[derive(Clone, Copy)]
+struct Saturation {
+    factor: f32,
+}
+
+impl PixelOp for Saturation {
+    #[inline(always)]
+    fn block(self, [r, g, b]: &[[u8; BLOCK]; 3], [or, og, ob]: &mut [[u8; BLOCK]; 3]) {
+        let pixels = r.iter().zip(g).zip(b);
+        let outs = or.iter_mut().zip(og.iter_mut()).zip(ob.iter_mut());
+        for (((r, g), b), ((or, og), ob)) in pixels.zip(outs) {
+            let (r, g, b) = (f32::from(*r), f32::from(*g), f32::from(*b));
+            let (hi, lo) = (max(max(r, g), b), min(min(r, g), b));
+            // Full saturation (min = 0) is as far as the factor can go; a
+            // gray pixel (reciprocal 0) stays as it is.
+            let f = min(self.factor, hi * reciprocal(hi - lo));
+            *or = to_u8(hi - f * (hi - r));
+            *og = to_u8(hi - f * (hi - g));
+            *ob = to_u8(hi - f * (hi - b));
         }
-        let (base, num) = if max == r {
-            (0.0, f32::from(g) - f32::from(b))
-        } else if max == g {
-            (2.0, f32::from(b) - f32::from(r))
-        } else {
-            (4.0, f32::from(r) - f32::from(g))
-        };
-        let inv = recip.get(usize::from(d)).copied().unwrap_or(0.0);
-        // In -1..12: one wrap either way brings it into 0..6.
-        let mut h = base + num * inv + turn;
-        if h < 0.0 {
-            h += 6.0;
-        }
-        if h >= 6.0 {
-            h -= 6.0;
-        }
-        let sextant = (h as u32).min(5);
-        let f = h - sextant as f32;
-        let t = if sextant & 1 == 1 { 1.0 - f } else { f };
-        let mid = to_u8(f32::from(min) + f32::from(d) * t);
-        match sextant {
-            0 => [max, mid, min],
-            1 => [mid, max, min],
-            2 => [min, max, mid],
-            3 => [min, mid, max],
-            4 => [mid, min, max],
-            _ => [max, min, mid],
-        }
-    })
+    }
 }
 
 /// AUG-013: multiplies the HSV saturation by `factor` (0 = gray, 1 =
@@ -122,30 +495,21 @@ pub fn hue(img: &RgbImage, shift: f32) -> RgbImage {
 /// through HSV is needed.
 pub fn saturation(img: &RgbImage, factor: f32) -> RgbImage {
     let factor = factor.max(0.0);
-    let recip = reciprocals();
-    map_pixels(img, |px| {
-        let [r, g, b] = px;
-        let (max, min) = (r.max(g).max(b), r.min(g).min(b));
-        let maxf = f32::from(max);
-        // Full saturation (min = 0) is as far as the factor can go; a gray
-        // pixel (reciprocal 0) stays as it is.
-        let inv = recip.get(usize::from(max - min)).copied().unwrap_or(0.0);
-        let f = factor.min(maxf * inv);
-        px.map(|c| to_u8(maxf - f * (maxf - f32::from(c))))
-    })
+    map_pixels(img, Saturation { factor })
 }
 
 /// AUG-015: as Kornia's solarize: on the 0–1 range, adds `addition`
 /// (clamped), then replaces every value `x >= threshold` by `1 - x`.
 pub fn solarize(img: &RgbImage, threshold: f32, addition: f32) -> RgbImage {
-    map_lut(
-        img,
-        &lut(|v| {
-            let x = (v / 255.0 + addition).clamp(0.0, 1.0);
-            let y = if x < threshold { x } else { 1.0 - x };
-            y * 255.0
-        }),
-    )
+    let x = |v: f32| (v / 255.0 + addition).clamp(0.0, 1.0);
+    let table = lut(|v| {
+        let x = x(v);
+        let y = if x < threshold { x } else { 1.0 - x };
+        y * 255.0
+    });
+    // `x` rises with the value, so the kept values come first.
+    let split = (0u8..=255).filter(|v| x(f32::from(*v)) < threshold).count();
+    map_table(img, &table, u16::try_from(split).unwrap_or(256))
 }
 
 /// AUG-016: keeps the `bits` high bits of every channel (8 = unchanged,
@@ -156,7 +520,31 @@ pub fn posterize(img: &RgbImage, bits: u8) -> RgbImage {
     } else {
         !(0xFFu8 >> bits.min(8))
     };
-    super::same_size(img, img.as_raw().iter().map(|v| v & mask).collect())
+    let raw = dispatch(MapBytes {
+        src: img.as_raw(),
+        f: move |v| v & mask,
+    });
+    same_size(img, raw)
+}
+
+#[derive(Clone, Copy)]
+struct Gray;
+
+impl PixelOp for Gray {
+    #[inline(always)]
+    fn block(self, [r, g, b]: &[[u8; BLOCK]; 3], [or, og, ob]: &mut [[u8; BLOCK]; 3]) {
+        let pixels = r.iter().zip(g).zip(b);
+        let outs = or.iter_mut().zip(og.iter_mut()).zip(ob.iter_mut());
+        for (((r, g), b), ((or, og), ob)) in pixels.zip(outs) {
+            // 299 r + 587 g + 114 b is an integer below 2^24, exact in f32;
+            // so is that plus 500.5, and the product with 0.001 is within
+            // 4e-5 of the true quotient, which is at least 5e-4 from an
+            // integer: its floor is the rounded luma, exactly.
+            let n = 299.0 * f32::from(*r) + 587.0 * f32::from(*g) + 114.0 * f32::from(*b);
+            let l = floor_u8((n + 500.5) * 0.001);
+            (*or, *og, *ob) = (l, l, l);
+        }
+    }
 }
 
 /// PRE-001: Rec. 601 luma (0.299 R + 0.587 G + 0.114 B, rounded), written
@@ -164,10 +552,7 @@ pub fn posterize(img: &RgbImage, bits: u8) -> RgbImage {
 /// encoder see one pixel layout; a three-channel gray JPEG costs little more
 /// than a one-channel one.
 pub fn grayscale(img: &RgbImage) -> RgbImage {
-    map_pixels(img, |[r, g, b]| {
-        let l = luma601(r, g, b);
-        [l, l, l]
-    })
+    map_pixels(img, Gray)
 }
 
 /// AUG-008: adds independent gaussian noise to every channel of every pixel;
@@ -185,7 +570,9 @@ pub fn gaussian_noise(img: &RgbImage, mean: f32, std: f32, rng: &mut SplitMix64)
         for (j, v) in chunk.iter_mut().enumerate() {
             let index = ((bits >> (16 * j)) & 0xFFFF) as usize;
             let n = table.get(index).copied().unwrap_or(0.0);
-            *v = to_u8(f32::from(*v) + mean + std * n);
+            // The saturating cast itself: this loop stays scalar (the table
+            // look-ups), where the cast is the cheaper of the two forms.
+            *v = (f32::from(*v) + mean + std * n + 0.5) as u8;
         }
     }
     out
@@ -227,6 +614,7 @@ mod tests {
 
     use image::Rgb;
 
+    use super::super::luma601;
     use super::*;
 
     fn gray(v: u8) -> RgbImage {
@@ -326,6 +714,169 @@ mod tests {
         assert_eq!(out.get_pixel(1, 0).0, [150; 3]);
         // 0.299·10 + 0.587·200 + 0.114·30 = 123.81
         assert_eq!(out.get_pixel(2, 0).0, [124; 3]);
+    }
+
+    /// A photo-like test image: gradients, gray patches and saturated
+    /// colours, odd-sized so that the last block is a partial one.
+    fn busy(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            let v = (x * 37 + y * 11) % 256;
+            match (x + y) % 7 {
+                0 => Rgb([v as u8; 3]),
+                1 => Rgb([255, (v / 2) as u8, 0]),
+                _ => Rgb([
+                    (x * 7 + y * 3) as u8,
+                    (x * y + 5) as u8,
+                    (v as u8).wrapping_mul(3),
+                ]),
+            }
+        })
+    }
+
+    fn all_methods(img: &RgbImage) -> Vec<RgbImage> {
+        vec![
+            brightness(img, 1.5),
+            brightness(img, 0.37),
+            contrast(img, 1.5),
+            contrast(img, 0.6),
+            hue(img, 0.1),
+            hue(img, -0.43),
+            saturation(img, 1.5),
+            saturation(img, 0.4),
+            solarize(img, 0.5, 0.0),
+            solarize(img, 0.3, 0.1),
+            posterize(img, 4),
+            grayscale(img),
+        ]
+    }
+
+    #[test]
+    fn wide_and_baseline_versions_agree() {
+        let img = busy(67, 31);
+        let wide = all_methods(&img);
+        let base = super::super::with_baseline(|| all_methods(&img));
+        assert_eq!(wide, base);
+    }
+
+    #[test]
+    fn value_tables_become_exact_arithmetic() {
+        let solar = |t: f32, a: f32| {
+            let x = |v: f32| (v / 255.0 + a).clamp(0.0, 1.0);
+            let table = lut(|v| {
+                let x = x(v);
+                (if x < t { x } else { 1.0 - x }) * 255.0
+            });
+            let split = (0u8..=255).filter(|v| x(f32::from(*v)) < t).count();
+            (table, split as u16)
+        };
+        let mut cases = vec![
+            solar(0.5, 0.0),
+            solar(0.3, 0.1),
+            solar(0.0, 0.0),
+            solar(1.0, 0.0),
+        ];
+        for f in [0.0f32, 0.25, 0.75, 1.0, 1.5, 2.0] {
+            cases.push((lut(|v| v * f), 256));
+            cases.push((lut(|v| 117.3 + (v - 117.3) * f), 256));
+        }
+        for (table, split) in &cases {
+            let p = TwoPieces::of(table, *split).expect("an exact fit");
+            for v in 0..=255u8 {
+                assert_eq!(p.apply(v), table[usize::from(v)], "{v} of {table:?}");
+            }
+        }
+        // Slopes whose rounding needs finer steps than 16 bits hold may keep
+        // the table; the values are the table's either way.
+        let img = busy(67, 31);
+        for f in [0.37f32, 3.3, 0.123] {
+            for table in [lut(|v| v * f), lut(|v| 117.3 + (v - 117.3) * f)] {
+                let raw: Vec<u8> = img
+                    .as_raw()
+                    .iter()
+                    .map(|v| table[usize::from(*v)])
+                    .collect();
+                assert_eq!(map_table(&img, &table, 256).into_raw(), raw);
+            }
+        }
+        // Solarize is two offsets, for the byte path.
+        let (table, split) = solar(0.5, 0.0);
+        let p = TwoPieces::of(&table, split).unwrap();
+        assert_eq!((p.a.offset(), p.b.offset()), (Some((0, 0)), Some((0, 0))));
+        let raw: Vec<u8> = img
+            .as_raw()
+            .iter()
+            .map(|v| table[usize::from(*v)])
+            .collect();
+        assert_eq!(map_table(&img, &table, split).into_raw(), raw);
+        let (table, split) = solar(0.3, 0.1);
+        let raw: Vec<u8> = img
+            .as_raw()
+            .iter()
+            .map(|v| table[usize::from(*v)])
+            .collect();
+        assert_eq!(map_table(&img, &table, split).into_raw(), raw);
+        // A table that is no such map keeps the lookup.
+        let mut odd = lut(|v| v);
+        odd[100] = 3;
+        assert!(TwoPieces::of(&odd, 256).is_none());
+        let img = busy(9, 5);
+        let raw: Vec<u8> = img.as_raw().iter().map(|v| odd[usize::from(*v)]).collect();
+        assert_eq!(map_table(&img, &odd, 256).into_raw(), raw);
+    }
+
+    #[test]
+    fn grayscale_matches_the_integer_luma() {
+        // Every red and green value against every fifth blue value.
+        let img = RgbImage::from_fn(256 * 52, 256, |x, y| {
+            Rgb([(x % 256) as u8, y as u8, (5 * (x / 256)).min(255) as u8])
+        });
+        let out = grayscale(&img);
+        for (p, o) in img.pixels().zip(out.pixels()) {
+            let l = luma601(p[0], p[1], p[2]);
+            assert_eq!(o.0, [l; 3], "{:?}", p.0);
+        }
+    }
+
+    #[test]
+    fn channel_sums_count_every_value() {
+        // Long enough for several u16 groups and an odd tail.
+        let raw: Vec<u8> = (0..48 * 256 * 3 + 21)
+            .map(|i| (i * 7 % 256) as u8)
+            .collect();
+        let mut want = [0u64; 3];
+        for (i, v) in raw.iter().enumerate() {
+            want[i % 3] += u64::from(*v);
+        }
+        assert_eq!(channel_sums(&raw), want);
+        let full = vec![255u8; 48 * 256 * 2];
+        assert_eq!(channel_sums(&full), [255 * 16 * 256 * 2; 3]);
+    }
+
+    #[test]
+    fn hue_and_saturation_match_the_hsv_round_trip() {
+        use super::super::{hsv_to_rgb, rgb_to_hsv};
+        let img = busy(67, 31);
+        let turned = hue(&img, 0.25);
+        let scaled = saturation(&img, 0.5);
+        for ((p, t), s) in img.pixels().zip(turned.pixels()).zip(scaled.pixels()) {
+            let [h, sat, v] = rgb_to_hsv(p.0);
+            let want_t = hsv_to_rgb([h + 0.25, sat, v]);
+            let want_s = hsv_to_rgb([h, sat * 0.5, v]);
+            for c in 0..3 {
+                assert!(
+                    t[c].abs_diff(want_t[c]) <= 1,
+                    "{:?}: {:?} {want_t:?}",
+                    p.0,
+                    t.0
+                );
+                assert!(
+                    s[c].abs_diff(want_s[c]) <= 1,
+                    "{:?}: {:?} {want_s:?}",
+                    p.0,
+                    s.0
+                );
+            }
+        }
     }
 
     #[test]

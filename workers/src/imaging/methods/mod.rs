@@ -36,11 +36,70 @@ pub(crate) fn luma_f32(px: &[u8]) -> f32 {
     }
 }
 
-/// Rounds (half up) and clamps to a channel value. Branch-free, so that
-/// loops over values vectorise: the saturating cast clamps, and NaN becomes 0.
+/// Rounds (half up) and clamps to a channel value; NaN becomes 0. The same
+/// value as the saturating cast `(v + 0.5) as u8`, computed without it: LLVM
+/// turns that cast into one scalar conversion per lane, so loops around it
+/// never vectorise.
 #[inline(always)]
 pub(crate) fn to_u8(v: f32) -> u8 {
-    (v + 0.5) as u8
+    floor_u8(v + 0.5)
+}
+
+/// `floor(y)` clamped to 0–255 (NaN to 0), branch-free and vectorisable:
+/// after clamping, adding 2^23 leaves `y` rounded to the nearest integer in
+/// the low mantissa bits, and one comparison turns that rounding into a floor.
+#[inline(always)]
+pub(crate) fn floor_u8(y: f32) -> u8 {
+    const MAGIC: f32 = 8_388_608.0;
+    // Comparisons as selects, so that NaN falls to 0 and the compiler emits
+    // plain max/min instructions.
+    let y = if y > 0.0 { y } else { 0.0 };
+    let y = if y < 255.0 { y } else { 255.0 };
+    let r = y + MAGIC;
+    let down = u32::from(r - MAGIC > y);
+    // The bits of 2^23 + n hold n in their low byte.
+    r.to_bits().wrapping_sub(down) as u8
+}
+
+/// Runs `op` compiled for AVX2/FMA where the CPU has them (through pulp), for
+/// the baseline otherwise. Unlike a closure handed to
+/// [`crate::imaging::simd::vectorized`], an op's `with_simd` is
+/// `#[inline(always)]` and is instantiated once per instruction set, so the
+/// loops it reaches are compiled into the wide version however large they
+/// are. Integer and float operations are the same in both (no fused
+/// multiply-adds), so both give the same bytes.
+#[inline(always)]
+pub(crate) fn dispatch<Op: pulp::WithSimd>(op: Op) -> Op::Output {
+    if baseline_only() {
+        op.with_simd(pulp::Scalar)
+    } else {
+        pulp::Arch::new().dispatch(op)
+    }
+}
+
+#[cfg(not(test))]
+#[inline(always)]
+fn baseline_only() -> bool {
+    false
+}
+
+#[cfg(test)]
+thread_local! {
+    static BASELINE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn baseline_only() -> bool {
+    BASELINE_ONLY.with(std::cell::Cell::get)
+}
+
+/// Runs `f` with [`dispatch`] held to the baseline on this thread.
+#[cfg(test)]
+pub(crate) fn with_baseline<R>(f: impl FnOnce() -> R) -> R {
+    BASELINE_ONLY.with(|b| b.set(true));
+    let out = f();
+    BASELINE_ONLY.with(|b| b.set(false));
+    out
 }
 
 /// A lookup table from a mapping of values on the 0–255 range.
@@ -210,6 +269,31 @@ mod tests {
         let got: Vec<usize> = (-3..8).map(|i| reflect(i, 5)).collect();
         assert_eq!(got, [3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1]);
         assert_eq!(reflect(-7, 1), 0);
+    }
+
+    #[test]
+    fn to_u8_is_the_saturating_cast() {
+        let mut values = vec![
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            -0.5,
+            -0.6,
+            254.49,
+            254.5,
+            255.0,
+            255.5,
+            1e9,
+            -1e9,
+        ];
+        for k in -4..2100 {
+            let h = k as f32 * 0.125;
+            values.extend([h, h.next_up(), h.next_down()]);
+        }
+        for v in values {
+            assert_eq!(to_u8(v), (v + 0.5) as u8, "{v}");
+        }
     }
 
     #[test]

@@ -9,11 +9,12 @@ use super::{resize, same_size};
 use crate::imaging::ImagingError;
 
 /// Pixels per block of the horizontal flip.
-const FLIP_BLOCK: usize = 16;
+const FLIP_BLOCK: usize = 32;
 
 /// The flip proper, inlined into [`wide`]'s AVX2 function: each block of
-/// 16 pixels, taken from the right end of the row, is reversed with
-/// constant indexes (the compiler makes byte shuffles of it).
+/// 32 pixels, taken from the right end of the row, has its bytes reversed
+/// and then the first and last byte of each pixel swapped back, all with
+/// constant indexes (the compiler makes a few byte shuffles of it).
 #[inline(always)]
 fn flip_rows(img: &RgbImage) -> Vec<u8> {
     let stride = img.width() as usize * 3;
@@ -29,10 +30,11 @@ fn flip_rows(img: &RgbImage) -> Vec<u8> {
             let Ok(block) = <&[u8; 3 * FLIP_BLOCK]>::try_from(block) else {
                 continue;
             };
-            let flipped: [u8; 3 * FLIP_BLOCK] = std::array::from_fn(|j| {
-                let from = 3 * (FLIP_BLOCK - 1 - j / 3) + j % 3;
-                block.get(from).copied().unwrap_or(0)
-            });
+            let mut flipped = *block;
+            flipped.reverse();
+            for px in flipped.chunks_exact_mut(3) {
+                px.swap(0, 2);
+            }
             out.copy_from_slice(&flipped);
         }
         let rest = outs.into_remainder().chunks_exact_mut(3);
@@ -407,7 +409,7 @@ mod tests {
 
     #[test]
     fn horizontal_flip_of_a_wide_odd_image() {
-        // 67 pixels: four 16-pixel blocks and three left over.
+        // 67 pixels: two 32-pixel blocks and three left over.
         let img = RgbImage::from_fn(67, 31, |x, y| Rgb([x as u8, y as u8, (x * y) as u8]));
         let out = flip_horizontal(&img);
         for y in 0..31 {

@@ -2,7 +2,7 @@
 
 use image::RgbImage;
 
-use super::{reflect, same_size, to_u8};
+use super::{dispatch, reflect, same_size, to_u8};
 
 /// A normalised, symmetric gaussian kernel of odd length `size` (even sizes
 /// are raised by one).
@@ -21,18 +21,6 @@ pub fn gaussian_kernel(size: usize, sigma: f32) -> Vec<f32> {
         *v /= sum;
     }
     k
-}
-
-/// Runs `op` compiled for AVX2/FMA where the CPU has them, for the baseline
-/// otherwise (`pulp`). Unlike a closure handed to
-/// [`crate::imaging::simd::vectorized`] (which the compiler does not inline
-/// once the loops make it large, leaving them at the baseline), a `WithSimd`
-/// whose `with_simd` is `#[inline(always)]` is compiled whole into the AVX2
-/// function. Both versions give the same bytes: integer arithmetic is exact,
-/// and Rust neither fuses nor reorders float operations.
-#[inline(always)]
-pub(crate) fn wide<Op: pulp::WithSimd>(op: Op) -> Op::Output {
-    pulp::Arch::new().dispatch(op)
 }
 
 /// Values per block of the fixed-point loops: two AVX2 registers of u16.
@@ -139,7 +127,7 @@ fn horizontal_block(padded: &[u16], k: &FixedKernel, at: usize, out: &mut [u8]) 
     }
 }
 
-/// The blur proper, all of it inlined into [`wide`]'s AVX2 function.
+/// The blur proper, all of it inlined into [`dispatch`]'s AVX2 function.
 #[inline(always)]
 fn blur_rows(img: &RgbImage, k: &FixedKernel) -> Vec<u8> {
     let (w, h) = (img.width() as usize, img.height() as usize);
@@ -219,7 +207,7 @@ impl pulp::WithSimd for Blur<'_> {
 /// constant. Memory is a few rows besides the output.
 pub fn gaussian_blur(img: &RgbImage, kernel_size: u32, sigma: f32) -> RgbImage {
     let k = FixedKernel::new(kernel_size as usize, sigma);
-    same_size(img, wide(Blur(img, &k)))
+    same_size(img, dispatch(Blur(img, &k)))
 }
 
 /// Values per block of the sharpness loop.
@@ -340,7 +328,7 @@ pub fn sharpness(img: &RgbImage, factor: f32) -> RgbImage {
     if img.width() < 3 || img.height() < 3 {
         return img.clone();
     }
-    same_size(img, wide(Sharpen(img, factor)))
+    same_size(img, dispatch(Sharpen(img, factor)))
 }
 
 /// Kernel size that holds ±3 sigma.
@@ -373,6 +361,7 @@ mod tests {
 
     use image::Rgb;
 
+    use super::super::with_baseline;
     use super::*;
 
     #[test]
@@ -521,15 +510,12 @@ mod tests {
     fn wide_and_baseline_loops_agree() {
         let img = busy(67, 31);
         for (k, s) in [(7, 2.0), (27, 10.0)] {
-            let kernel = FixedKernel::new(k, s);
-            let wide_out = wide(Blur(&img, &kernel));
-            let base = pulp::WithSimd::with_simd(Blur(&img, &kernel), pulp::Scalar::new());
-            assert_eq!(wide_out, base);
+            let wide = gaussian_blur(&img, k, s);
+            assert_eq!(wide, with_baseline(|| gaussian_blur(&img, k, s)));
         }
         for f in [0.0, 2.0, 0.3] {
-            let wide_out = wide(Sharpen(&img, f));
-            let base = pulp::WithSimd::with_simd(Sharpen(&img, f), pulp::Scalar::new());
-            assert_eq!(wide_out, base);
+            let wide = sharpness(&img, f);
+            assert_eq!(wide, with_baseline(|| sharpness(&img, f)));
         }
     }
 

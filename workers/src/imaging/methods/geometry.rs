@@ -4,14 +4,13 @@
 use image::metadata::Orientation;
 use image::{imageops, Rgb, RgbImage};
 
-use super::filter::wide;
-use super::{resize, same_size};
+use super::{dispatch, resize, same_size};
 use crate::imaging::ImagingError;
 
 /// Pixels per block of the horizontal flip.
 const FLIP_BLOCK: usize = 32;
 
-/// The flip proper, inlined into [`wide`]'s AVX2 function: each block of
+/// The flip proper, inlined into [`dispatch`]'s AVX2 function: each block of
 /// 32 pixels, taken from the right end of the row, has its bytes reversed
 /// and then the first and last byte of each pixel swapped back, all with
 /// constant indexes (the compiler makes a few byte shuffles of it).
@@ -57,7 +56,7 @@ impl pulp::WithSimd for Flip<'_> {
 
 /// AUG-003: mirrors left to right.
 pub fn flip_horizontal(img: &RgbImage) -> RgbImage {
-    same_size(img, wide(Flip(img)))
+    same_size(img, dispatch(Flip(img)))
 }
 
 /// AUG-004: mirrors top to bottom.
@@ -417,8 +416,7 @@ mod tests {
                 assert_eq!(out.get_pixel(x, y), img.get_pixel(66 - x, y));
             }
         }
-        let base = pulp::WithSimd::with_simd(Flip(&img), pulp::Scalar::new());
-        assert_eq!(out.as_raw(), &base);
+        assert_eq!(out, super::super::with_baseline(|| flip_horizontal(&img)));
         assert_eq!(flip_horizontal(&out), img);
     }
 

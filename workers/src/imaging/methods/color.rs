@@ -424,25 +424,26 @@ impl PixelOp for Hue {
             let h = base + num * reciprocal(d) + self.turn;
             let h = if h < 0.0 { h + 6.0 } else { h };
             let h = if h >= 6.0 { h - 6.0 } else { h };
-            let sextant = min(f32::from(floor_u8(h)), 5.0);
-            let f = h - sextant;
-            let odd = (sextant == 1.0) | (sextant == 3.0) | (sextant == 5.0);
+            let s = min(f32::from(floor_u8(h)), 5.0);
+            let f = h - s;
+            let odd = (s == 1.0) | (s == 3.0) | (s == 5.0);
             let t = if odd { 1.0 - f } else { f };
             let mid = f32::from(to_u8(lo + d * t));
-            // Which channel holds the maximum, the middle and the minimum.
+            // Which channel holds the maximum, the middle and the minimum;
+            // all three are whole numbers, so `floor_u8` is their byte (and,
+            // unlike a cast, vectorises).
             let pick = |top: bool, middle: bool| {
-                if top {
+                floor_u8(if top {
                     hi
                 } else if middle {
                     mid
                 } else {
                     lo
-                }
+                })
             };
-            let s = sextant;
-            *or = pick((s == 0.0) | (s == 5.0), (s == 1.0) | (s == 4.0)) as u8;
-            *og = pick((s == 1.0) | (s == 2.0), (s == 0.0) | (s == 3.0)) as u8;
-            *ob = pick((s == 3.0) | (s == 4.0), (s == 2.0) | (s == 5.0)) as u8;
+            *or = pick((s == 0.0) | (s == 5.0), (s == 1.0) | (s == 4.0));
+            *og = pick((s == 1.0) | (s == 2.0), (s == 0.0) | (s == 3.0));
+            *ob = pick((s == 3.0) | (s == 4.0), (s == 2.0) | (s == 5.0));
         }
     }
 }

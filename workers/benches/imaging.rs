@@ -587,11 +587,12 @@ fn end_to_end(dir: &Path, python: &Path, min_seconds: f64) {
     );
 }
 
-/// Chroma subsampling of our JPEG encoder, told to the peers so they encode
-/// alike.
-const SUBSAMPLING_LABEL: &str = "4:2:2";
-const PILLOW_SUBSAMPLING: u32 = 1;
-const OPENCV_SAMPLING: u32 = 0x0021_1111;
+/// Chroma subsampling of our JPEG encoder (none: every component at full
+/// resolution), told to the peers so they encode alike: Pillow's
+/// `subsampling=0`, OpenCV's `IMWRITE_JPEG_SAMPLING_FACTOR_444`.
+const SUBSAMPLING_LABEL: &str = "4:4:4";
+const PILLOW_SUBSAMPLING: u32 = 0;
+const OPENCV_SAMPLING: u32 = 0x0011_1111;
 
 // ---------------------------------------------------------------- 3. memory
 

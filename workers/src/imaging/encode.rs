@@ -2,7 +2,8 @@
 //! deterministic: the same pixels give the same bytes, so a re-run job writes
 //! byte-identical outputs (and hashes).
 
-use image::codecs::jpeg::JpegEncoder;
+mod jpeg;
+
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder, RgbImage};
 
@@ -35,24 +36,23 @@ impl OutputFormat {
     }
 }
 
-/// Encodes as JPEG (quality [`JPEG_QUALITY`]) or PNG (default compression,
+/// Encodes as JPEG (baseline, quality [`JPEG_QUALITY`], no chroma
+/// subsampling; our own encoder, [`jpeg`]) or PNG (default compression,
 /// adaptive filters). No metadata is written, so no EXIF orientation either.
 pub fn encode(img: &RgbImage, format: OutputFormat) -> Result<Vec<u8>, ImagingError> {
-    let mut out = Vec::new();
     let (w, h) = img.dimensions();
-    let result =
-        match format {
-            OutputFormat::Jpeg => JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY)
-                .write_image(img.as_raw(), w, h, ExtendedColorType::Rgb8),
-            OutputFormat::Png => PngEncoder::new_with_quality(
-                &mut out,
-                CompressionType::Default,
-                FilterType::Adaptive,
-            )
-            .write_image(img.as_raw(), w, h, ExtendedColorType::Rgb8),
-        };
-    result.map_err(|e| ImagingError::Encode(e.to_string()))?;
-    Ok(out)
+    match format {
+        OutputFormat::Jpeg => jpeg::encode(img, JPEG_QUALITY).ok_or_else(|| {
+            ImagingError::Encode(format!("{w}×{h} pixels cannot be written as JPEG"))
+        }),
+        OutputFormat::Png => {
+            let mut out = Vec::new();
+            PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive)
+                .write_image(img.as_raw(), w, h, ExtendedColorType::Rgb8)
+                .map_err(|e| ImagingError::Encode(e.to_string()))?;
+            Ok(out)
+        }
+    }
 }
 
 #[cfg(test)]

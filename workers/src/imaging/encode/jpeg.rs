@@ -8,8 +8,8 @@
 //!
 //! The pipeline, per 8×8 block:
 //!
-//! 1. RGB → YCbCr in 16-bit fixed point, one 8-pixel row at a time
-//!    ([`rgb_row`]), level-shifted to −128..127.
+//! 1. RGB → YCbCr in 16-bit fixed point over whole image rows
+//!    ([`convert_row`]), level-shifted to −128..127, into planes of 8 rows.
 //! 2. The accurate integer forward DCT of Loeffler, Ligtenberg and
 //!    Moschytz (13-bit constants, 2 extra bits between the passes), written
 //!    over rows of 8 lanes so that each step is one vector instruction: the
@@ -278,33 +278,43 @@ fn transpose(m: &mut Block) {
 
 // ---------------------------------------------------------------- colour
 
-/// Y, Cb, Cr of 8 pixels, level-shifted to −128..127: the JFIF equations
-/// in 16-bit fixed point (the coefficients of Y sum to exactly 2^16, those
-/// of Cb and Cr to 0, so greys are exact).
+/// Y, Cb, Cr of one image row, level-shifted to −128..127: the JFIF
+/// equations in 16-bit fixed point (the coefficients of Y sum to exactly
+/// 2^16, those of Cb and Cr to 0, so greys are exact). The planes are
+/// padded to whole blocks by repeating the last pixel.
 #[inline(always)]
-fn rgb_row(pixels: &[u8; 24]) -> (Row, Row, Row) {
-    let (rgb, _) = pixels.as_chunks::<3>();
-    let (mut r, mut g, mut b) = ([0i32; 8], [0i32; 8], [0i32; 8]);
-    for (((&[pr, pg, pb], r), g), b) in rgb.iter().zip(&mut r).zip(&mut g).zip(&mut b) {
-        *r = i32::from(pr);
-        *g = i32::from(pg);
-        *b = i32::from(pb);
-    }
-    let mut y = [0i32; 8];
-    let mut cb = [0i32; 8];
-    let mut cr = [0i32; 8];
-    for ((((y, cb), cr), (&r, &g)), &b) in y
-        .iter_mut()
-        .zip(&mut cb)
-        .zip(&mut cr)
-        .zip(r.iter().zip(&g))
-        .zip(&b)
+fn convert_row(rgb: &[u8], y: &mut [i16], cb: &mut [i16], cr: &mut [i16]) {
+    let (pixels, _) = rgb.as_chunks::<3>();
+    for (((&[r, g, b], y), cb), cr) in pixels
+        .iter()
+        .zip(y.iter_mut())
+        .zip(cb.iter_mut())
+        .zip(cr.iter_mut())
     {
-        *y = ((19595 * r + 38470 * g + 7471 * b + 32768) >> 16) - 128;
-        *cb = (-11059 * r - 21709 * g + 32768 * b + 32767) >> 16;
-        *cr = (32768 * r - 27439 * g - 5329 * b + 32767) >> 16;
+        let (r, g, b) = (i32::from(r), i32::from(g), i32::from(b));
+        *y = (((19595 * r + 38470 * g + 7471 * b + 32768) >> 16) - 128) as i16;
+        *cb = ((-11059 * r - 21709 * g + 32768 * b + 32767) >> 16) as i16;
+        *cr = ((32768 * r - 27439 * g - 5329 * b + 32767) >> 16) as i16;
     }
-    (y, cb, cr)
+    let n = pixels.len();
+    for plane in [y, cb, cr] {
+        let last = n.checked_sub(1).and_then(|i| plane.get(i)).copied();
+        if let (Some(last), Some(tail)) = (last, plane.get_mut(n..)) {
+            tail.fill(last);
+        }
+    }
+}
+
+/// Block `bx` of 8 plane rows.
+#[inline(always)]
+fn load_block(plane: &[i16], stride: usize, bx: usize, block: &mut Block) {
+    for (row, src) in block.iter_mut().zip(plane.chunks_exact(stride)) {
+        if let Some(src) = src.get(bx * 8..bx * 8 + 8) {
+            for (d, &v) in row.iter_mut().zip(src) {
+                *d = i32::from(v);
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- DCT
@@ -568,58 +578,50 @@ fn encode_block(
 
 // ---------------------------------------------------------------- image
 
-/// 8 rows of 8 pixels, RGB, the last column and row replicated past the
-/// image's edge.
-#[inline(always)]
-fn tile(rows: &[&[u8]; 8], x0: usize) -> [[u8; 24]; 8] {
-    let mut tile = [[0u8; 24]; 8];
-    for (t, row) in tile.iter_mut().zip(rows) {
-        if let Some(src) = row.get(x0 * 3..x0 * 3 + 24) {
-            t.copy_from_slice(src);
-        } else {
-            let avail = row.get(x0 * 3..).unwrap_or(&[]);
-            let (pixels, _) = avail.as_chunks::<3>();
-            let last = pixels.last().copied().unwrap_or([0; 3]);
-            let (cells, _) = t.as_chunks_mut::<3>();
-            for (i, cell) in cells.iter_mut().enumerate() {
-                *cell = pixels.get(i).copied().unwrap_or(last);
-            }
-        }
-    }
-    tile
-}
-
-/// The entropy-coded data of the whole image.
+/// The entropy-coded data of the whole image, one row of blocks at a
+/// time: its 8 pixel rows (the last image row repeated past the bottom) are
+/// converted to Y, Cb and Cr planes, then each block is transformed and
+/// coded.
 #[inline(always)]
 fn scan(img: &RgbImage, t: &Tables, out: Vec<u8>) -> Vec<u8> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let stride = w * 3;
+    let padded = w.div_ceil(8) * 8;
     let raw = img.as_raw();
     let mut bits = BitWriter {
         acc: 0,
         free: 64,
         out,
     };
+    let mut planes = [
+        vec![0i16; 8 * padded],
+        vec![0i16; 8 * padded],
+        vec![0i16; 8 * padded],
+    ];
     let (mut y_dc, mut cb_dc, mut cr_dc) = (0, 0, 0);
     let mut zz = [0i32; 64];
+    let mut block: Block = [[0; 8]; 8];
     for y0 in (0..h).step_by(8) {
-        let rows: [&[u8]; 8] = std::array::from_fn(|i| {
-            let y = (y0 + i).min(h - 1);
-            raw.get(y * stride..(y + 1) * stride).unwrap_or(&[])
-        });
-        for x0 in (0..w).step_by(8) {
-            let pixels = tile(&rows, x0);
-            let mut yb = [[0; 8]; 8];
-            let mut cbb = [[0; 8]; 8];
-            let mut crb = [[0; 8]; 8];
-            for (((p, y), cb), cr) in pixels.iter().zip(&mut yb).zip(&mut cbb).zip(&mut crb) {
-                (*y, *cb, *cr) = rgb_row(p);
-            }
-            let mask = transform(&mut yb, &t.luma_quant, &mut zz);
+        let [yp, cbp, crp] = &mut planes;
+        let rows = yp
+            .chunks_exact_mut(padded)
+            .zip(cbp.chunks_exact_mut(padded))
+            .zip(crp.chunks_exact_mut(padded));
+        for (i, ((y, cb), cr)) in rows.enumerate() {
+            let sy = (y0 + i).min(h - 1);
+            let src = raw.get(sy * stride..(sy + 1) * stride).unwrap_or(&[]);
+            convert_row(src, y, cb, cr);
+        }
+        let [yp, cbp, crp] = &planes;
+        for bx in 0..padded / 8 {
+            load_block(yp, padded, bx, &mut block);
+            let mask = transform(&mut block, &t.luma_quant, &mut zz);
             encode_block(&mut bits, &zz, mask, &mut y_dc, &t.luma_dc, &t.luma_ac);
-            let mask = transform(&mut cbb, &t.chroma_quant, &mut zz);
+            load_block(cbp, padded, bx, &mut block);
+            let mask = transform(&mut block, &t.chroma_quant, &mut zz);
             encode_block(&mut bits, &zz, mask, &mut cb_dc, &t.chroma_dc, &t.chroma_ac);
-            let mask = transform(&mut crb, &t.chroma_quant, &mut zz);
+            load_block(crp, padded, bx, &mut block);
+            let mask = transform(&mut block, &t.chroma_quant, &mut zz);
             encode_block(&mut bits, &zz, mask, &mut cr_dc, &t.chroma_dc, &t.chroma_ac);
         }
     }

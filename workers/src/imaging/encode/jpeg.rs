@@ -25,7 +25,7 @@
 //!    them is 0xFF (byte stuffing otherwise).
 //!
 //! **Determinism:** everything is integer arithmetic, so the vectorised
-//! build ([`simd::vectorized`]) and the baseline one give the same bytes.
+//! build ([`simd::dispatch`]) and the baseline one give the same bytes.
 
 use image::RgbImage;
 
@@ -686,7 +686,7 @@ pub fn encode(img: &RgbImage, quality: u8) -> Option<Vec<u8>> {
     // quality 90 stay under; the vector grows if not.
     let mut out = Vec::with_capacity(1024 + img.as_raw().len() / 6);
     headers(&mut out, width, height, &tables);
-    let mut out = simd::vectorized(
+    let mut out = simd::dispatch(
         #[inline(always)]
         || scan(img, &tables, out),
     );
@@ -834,9 +834,7 @@ mod tests {
     fn vectorised_and_baseline_give_the_same_bytes() {
         for img in [noisy(301, 211, 5), photo(301, 211)] {
             let wide = ours(&img);
-            simd::set_baseline_only(true);
-            let base = ours(&img);
-            simd::set_baseline_only(false);
+            let base = simd::with_baseline(|| ours(&img));
             assert_eq!(wide, base);
         }
     }

@@ -61,46 +61,9 @@ pub(crate) fn floor_u8(y: f32) -> u8 {
     r.to_bits().wrapping_sub(down) as u8
 }
 
-/// Runs `op` compiled for AVX2/FMA where the CPU has them (through pulp), for
-/// the baseline otherwise. Unlike a closure handed to
-/// [`crate::imaging::simd::vectorized`], an op's `with_simd` is
-/// `#[inline(always)]` and is instantiated once per instruction set, so the
-/// loops it reaches are compiled into the wide version however large they
-/// are. Integer and float operations are the same in both (no fused
-/// multiply-adds), so both give the same bytes.
-#[inline(always)]
-pub(crate) fn dispatch<Op: pulp::WithSimd>(op: Op) -> Op::Output {
-    if baseline_only() {
-        op.with_simd(pulp::Scalar)
-    } else {
-        pulp::Arch::new().dispatch(op)
-    }
-}
-
-#[cfg(not(test))]
-#[inline(always)]
-fn baseline_only() -> bool {
-    false
-}
-
+pub(crate) use super::simd::dispatch;
 #[cfg(test)]
-thread_local! {
-    static BASELINE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-#[cfg(test)]
-fn baseline_only() -> bool {
-    BASELINE_ONLY.with(std::cell::Cell::get)
-}
-
-/// Runs `f` with [`dispatch`] held to the baseline on this thread.
-#[cfg(test)]
-pub(crate) fn with_baseline<R>(f: impl FnOnce() -> R) -> R {
-    BASELINE_ONLY.with(|b| b.set(true));
-    let out = f();
-    BASELINE_ONLY.with(|b| b.set(false));
-    out
-}
+pub(crate) use super::simd::with_baseline;
 
 /// A lookup table from a mapping of values on the 0–255 range.
 pub(crate) fn lut(f: impl Fn(f32) -> f32) -> [u8; 256] {

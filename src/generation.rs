@@ -15,7 +15,7 @@ use tessera_domain::project::data::{
     data_stream_id, ClassType, DataEvent, DataKind, Deleted, Uploaded, DATA_STREAM_TYPE,
 };
 use tessera_domain::task::{
-    self, GenerateResult, Source, Task, TaskEvent, TaskKind, TaskStatus, STREAM_TYPE,
+    self, GenerateResult, Source, Stage, Task, TaskEvent, TaskKind, TaskStatus, STREAM_TYPE,
 };
 use tessera_domain::{
     DomainError, EventStore, ExpectedVersion, RecordedEvent, StoreError, StreamRef,
@@ -235,14 +235,13 @@ impl Generation {
                 classtype,
             });
         }
-        // Default references: the middle image of the selection by name.
-        if let Some(middle) = sources.get(sources.len() / 2) {
-            for m in plan.iter().filter(|m| m.uses_reference) {
-                references
-                    .entry(m.id.to_owned())
-                    .or_insert_with(|| middle.s3_key.clone());
-            }
-        }
+        // Methods without a picked reference use the source with the median
+        // metric, which workers measure before the first generation batch.
+        let measure: Vec<String> = plan
+            .iter()
+            .filter(|m| m.uses_reference && !references.contains_key(m.id))
+            .map(|m| m.id.to_owned())
+            .collect();
         let to_process: Vec<u32> = sources
             .iter()
             .enumerate()
@@ -261,6 +260,7 @@ impl Generation {
             methods: plan.iter().map(|m| m.id.to_owned()).collect(),
             overrides,
             references,
+            measure,
             seed,
             num_aug_p_img,
             data_number: [train as u32, val as u32, test as u32],
@@ -396,8 +396,12 @@ impl Generation {
             };
             let at = now();
             let (new, data) = if let Some(error) = &result.error {
+                let batch = match result.stage {
+                    Stage::Generate => "batch",
+                    Stage::Measure => "measuring batch",
+                };
                 (
-                    task.fail(&format!("batch {} failed: {error}", result.batch_no), at),
+                    task.fail(&format!("{batch} {} failed: {error}", result.batch_no), at),
                     None,
                 )
             } else {
@@ -416,6 +420,18 @@ impl Generation {
                         .collect();
                     self.projects.objects().delete(&keys).await?;
                     return Ok(true);
+                }
+                if result.stage == Stage::Measure {
+                    let new =
+                        task.record_measurements(result.batch_no, result.measurements.clone(), at)?;
+                    match self
+                        .append_task(&task, version, &new, Vec::new(), "worker")
+                        .await
+                    {
+                        Ok(()) => return Ok(true),
+                        Err(ServiceError::Store(StoreError::Conflict { .. })) => continue,
+                        Err(e) => return Err(e),
+                    }
                 }
                 let new = task.record_batch(
                     result.batch_no,
@@ -491,8 +507,10 @@ impl Generation {
         }))
     }
 
-    /// Publishes the jobs of a task's batches not recorded yet, then marks it
-    /// dispatched. Dedup ids are `<task_id>:<batch_no>`.
+    /// Publishes the jobs of a task's batches not recorded yet: its
+    /// measuring batches while the references are not chosen, else its
+    /// generation batches, after which it is marked dispatched. Dedup ids
+    /// are `<task_id>:<batch_no>` (`<task_id>:m<batch_no>` for measuring).
     pub async fn dispatch(&self, task_id: &str, pool: &str) -> Result<usize> {
         let (events, version) = self.load(task_id).await?;
         let Some(task) = Task::fold(&events) else {
@@ -504,20 +522,31 @@ impl Generation {
         let Some(requested) = events.first() else {
             return Ok(0);
         };
-        let jobs = task::plan_jobs(requested, self.projects.bucket())?;
+        let bucket = self.projects.bucket();
+        let (jobs, done) = if task.measuring() {
+            (task::plan_measure_jobs(requested, bucket)?, &task.measured)
+        } else {
+            (
+                task::plan_jobs(requested, &task.references, bucket)?,
+                &task.recorded,
+            )
+        };
         let mut sent = 0;
-        for job in jobs.iter().filter(|j| !task.recorded.contains(&j.batch_no)) {
+        for job in jobs.iter().filter(|j| !done.contains(&j.batch_no)) {
             let payload =
                 serde_json::to_vec(job).map_err(|e| ServiceError::Internal(e.to_string()))?;
             self.bus
                 .publish(Job {
                     subject: job_subject(pool),
-                    dedup_id: format!("{}:{}", job.task_id, job.batch_no),
+                    dedup_id: job.stage.batch_id(&job.task_id, job.batch_no),
                     payload,
                 })
                 .await
                 .map_err(|e| ServiceError::Internal(e.to_string()))?;
             sent += 1;
+        }
+        if task.measuring() {
+            return Ok(sent);
         }
         let new = task.dispatched(now());
         match self
@@ -642,7 +671,8 @@ fn forget_outputs(task: &Task, at: i64) -> Option<DataEvent> {
     })
 }
 
-/// Turns each generation request into jobs on its owner's worker pool, and
+/// Turns each generation request into jobs on its owner's worker pool (and
+/// a measured task's references into its generation jobs), and
 /// releases a pool's held tasks when it starts (a reactor: its checkpoint
 /// moves after the jobs are on the bus).
 pub struct Dispatcher {
@@ -658,7 +688,11 @@ impl Reactor for Dispatcher {
 
     async fn react(&self, events: &[RecordedEvent]) -> std::result::Result<(), String> {
         for e in events {
-            if e.stream_type == STREAM_TYPE && e.event_type == "GenerationRequested" {
+            // A new task goes out (measuring first, if it must); a measured
+            // one sends its generation batches.
+            if e.stream_type == STREAM_TYPE
+                && (e.event_type == "GenerationRequested" || e.event_type == "ReferencesChosen")
+            {
                 self.generation
                     .dispatch_routed(&e.stream_id, &self.pools)
                     .await

@@ -136,7 +136,10 @@ async fn publish(
 }
 
 async fn publish_result(bus: &dyn Bus, result: &GenerateResult) -> Result<(), String> {
-    let dedup_id = format!("result:{}:{}", result.task_id, result.batch_no);
+    let dedup_id = format!(
+        "result:{}",
+        result.stage.batch_id(&result.task_id, result.batch_no)
+    );
     publish(bus, RESULTS_SUBJECT, dedup_id, result).await
 }
 
@@ -156,7 +159,7 @@ async fn handle_generate(
             return;
         }
     };
-    tracing::info!(task_id = %job.task_id, batch = job.batch_no, attempt = delivery.attempt, slot = config.slot, "generation job");
+    tracing::info!(task_id = %job.task_id, batch = job.batch_no, stage = ?job.stage, attempt = delivery.attempt, slot = config.slot, "generation job");
     let acker = &delivery.acker;
     let outcome =
         tessera_workers::generate::run_job(&job, objects, DecodeLimits::default(), || async {
@@ -175,13 +178,7 @@ async fn handle_generate(
         },
         Err(e) if delivery.attempt >= config.consumer.max_deliver => {
             // The last try: tell the core the batch failed for good.
-            let failed = GenerateResult {
-                task_id: job.task_id.clone(),
-                batch_no: job.batch_no,
-                outputs: Vec::new(),
-                failures: Vec::new(),
-                error: Some(e.to_string()),
-            };
+            let failed = GenerateResult::failed(&job, e.to_string());
             let _ = publish_result(bus, &failed).await;
             let _ = acker.dead_letter(&e.to_string()).await;
         }

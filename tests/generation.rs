@@ -1,7 +1,8 @@
 //! Generation over HTTP and S3 on every backend: the catalog, augmentation
 //! with a split and several methods, reproduction from the recorded seed,
 //! preprocessing (auto mode and the grayscale rule), per-image failures for
-//! corrupt and oversized images, and the checks of a request.
+//! corrupt and oversized images, the median reference image of the
+//! normalisations, and the checks of a request.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -380,4 +381,63 @@ async fn a_waiting_task_blocks_and_cancels() {
     assert_eq!(s, 409);
     let (s, body) = call(&server, "/generate/images", req).await;
     assert_eq!(s, 200, "a cancelled task no longer blocks: {body}");
+}
+
+/// A flat grey PNG.
+fn grey_png(level: u8, width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(width, height, image::Rgb([level; 3]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn mean_level(bytes: &[u8]) -> f64 {
+    let img = image::load_from_memory(bytes).unwrap().to_rgb8();
+    img.as_raw().iter().map(|v| f64::from(*v)).sum::<f64>() / img.as_raw().len() as f64
+}
+
+/// PRE-002 without a picked reference brings every image to the brightness
+/// of the image with the median brightness (measured by the workers first);
+/// a picked reference wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn normalisation_uses_the_median_image_unless_one_is_picked() {
+    for backend in common::backends() {
+        eprintln!("median reference on {}", backend.name());
+        let bucket = format!("m{}", uuid::Uuid::new_v4().simple());
+        // Five images make two batches (four per job), so the measuring
+        // spans two jobs.
+        let server = common::Server::start_with(&backend, &[("S3_BUCKET", &bucket)]).await;
+        let login = common::signed_up_user(&server, "mira", PASSWORD).await;
+        let s3 = common::user_s3(&server, &login);
+        // Names in another order than brightness; the median level is 120.
+        let levels = [200u8, 30, 160, 120, 70];
+        let files: Vec<(String, Vec<u8>)> = levels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (format!("grey_{i}.png"), grey_png(*l, 24, 16)))
+            .collect();
+        let p = common::project_with(&server, &login, "median", &files).await;
+        for (picked, want) in [(None, 120.0), (Some("grey_1.png"), 30.0)] {
+            let mut req = json!({"id_token": p.token, "project_id": p.id, "project_name": p.name, "ls_method_id": ["PRE-002"], "data_number": [5, 0, 0]});
+            if let Some(name) = picked {
+                req["reference_images"] = json!({"PRE-002": name});
+            }
+            let (s, body) = call(&server, "/generate/images", req).await;
+            assert_eq!(s, 200, "{body}");
+            let t = body["data"]["task_id"].as_str().unwrap().to_owned();
+            let end = common::wait_for_task(&server, &p.token, &t).await;
+            assert_eq!(end["status"], "FINISH", "{end}");
+            let items = common::items(&server, &p, "PREPROCESS").await;
+            assert_eq!(items.len(), 5);
+            for item in &items {
+                let bytes = common::object(&s3, &bucket, item["s3_key"].as_str().unwrap()).await;
+                let level = mean_level(&bytes);
+                assert!(
+                    (level - want).abs() <= 1.0,
+                    "{} has mean {level}, the reference {want} (picked: {picked:?})",
+                    item["filename"]
+                );
+            }
+        }
+    }
 }

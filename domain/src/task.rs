@@ -2,6 +2,14 @@
 //! one project, from request to its end state. Workers do the pixel work in
 //! batches; the core records each batch's results once (the batch number is
 //! the idempotency key) and ends the task when every batch is in.
+//!
+//! A preprocessing run whose methods need a reference image the user did not
+//! pick measures first (PREPARING_DATA): workers report each source's metric
+//! in measuring batches, recorded once each like the others, and the last one
+//! fixes the references (the median image per method) before the generation
+//! batches go out.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -60,8 +68,33 @@ impl TaskStatus {
     }
 }
 
+/// Which part of a task a job or result belongs to. Batch numbers count
+/// within a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Make the outputs.
+    #[default]
+    Generate,
+    /// Measure the sources' reference metrics (no outputs).
+    Measure,
+}
+
+impl Stage {
+    /// The suffix that keeps a stage's dedup ids apart: `<task>:<batch>`
+    /// for generation, `<task>:m<batch>` for measuring.
+    pub fn batch_id(self, task_id: &str, batch_no: u32) -> String {
+        match self {
+            Stage::Generate => format!("{task_id}:{batch_no}"),
+            Stage::Measure => format!("{task_id}:m{batch_no}"),
+        }
+    }
+}
+
 /// What a worker does for one batch: the sources, and per output image the
-/// steps (methods with their sampled parameters) and where it goes.
+/// steps (methods with their sampled parameters) and where it goes. A
+/// measuring job (`stage` Measure) has items without outputs and names the
+/// methods whose metric to measure in `measure`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerateJob {
     pub task_id: String,
@@ -70,7 +103,11 @@ pub struct GenerateJob {
     pub items: Vec<JobItem>,
     /// Object key of the reference image per method that uses one.
     #[serde(default)]
-    pub references: std::collections::BTreeMap<String, String>,
+    pub references: BTreeMap<String, String>,
+    #[serde(default)]
+    pub stage: Stage,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measure: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +139,33 @@ pub struct GenerateResult {
     pub failures: Vec<ImageFailure>,
     #[serde(default)]
     pub error: Option<String>,
+    #[serde(default)]
+    pub stage: Stage,
+    /// A measuring batch's metrics, one entry per source it could read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measurements: Vec<Measurement>,
+}
+
+impl GenerateResult {
+    /// The report of a job that failed for good.
+    pub fn failed(job: &GenerateJob, error: String) -> GenerateResult {
+        GenerateResult {
+            task_id: job.task_id.clone(),
+            batch_no: job.batch_no,
+            outputs: Vec::new(),
+            failures: Vec::new(),
+            error: Some(error),
+            stage: job.stage,
+            measurements: Vec::new(),
+        }
+    }
+}
+
+/// One source's metrics (method id → value) as a measuring batch found them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    pub filename: String,
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// One selected source image and the split it fell into.
@@ -119,6 +183,9 @@ pub struct ImageFailure {
     pub reason: String,
 }
 
+// The request is the large one, and there is one per task stream: boxing
+// it would add an indirection to every match for no memory worth having.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event_type", content = "payload")]
 pub enum TaskEvent {
@@ -135,9 +202,14 @@ pub enum TaskEvent {
         /// Parameters the user fixed ("expert mode").
         #[serde(default)]
         overrides: Overrides,
-        /// Reference image (`s3_key`) per PRE method that uses one.
+        /// Reference image (`s3_key`) per PRE method that uses one, as the
+        /// user picked it.
         #[serde(default)]
-        references: std::collections::BTreeMap<String, String>,
+        references: BTreeMap<String, String>,
+        /// Methods whose reference is the source with the median metric,
+        /// found by measuring before the first generation batch.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        measure: Vec<String>,
         seed: u64,
         num_aug_p_img: u32,
         data_number: [u32; 3],
@@ -150,6 +222,19 @@ pub enum TaskEvent {
         at: i64,
     },
     TaskDispatched {
+        at: i64,
+    },
+    /// One measuring batch's metrics (sources it could not read are left
+    /// out: their generation batch reports them).
+    SourcesMeasured {
+        batch_no: u32,
+        measurements: Vec<Measurement>,
+        at: i64,
+    },
+    /// The references the measuring found (`s3_key` per method), recorded
+    /// with the last measuring batch.
+    ReferencesChosen {
+        references: BTreeMap<String, String>,
         at: i64,
     },
     BatchRecorded {
@@ -176,6 +261,8 @@ impl TaskEvent {
         match self {
             TaskEvent::GenerationRequested { .. } => "GenerationRequested",
             TaskEvent::TaskDispatched { .. } => "TaskDispatched",
+            TaskEvent::SourcesMeasured { .. } => "SourcesMeasured",
+            TaskEvent::ReferencesChosen { .. } => "ReferencesChosen",
             TaskEvent::BatchRecorded { .. } => "BatchRecorded",
             TaskEvent::TaskFinished { .. } => "TaskFinished",
             TaskEvent::TaskFailed { .. } => "TaskFailed",
@@ -194,7 +281,18 @@ pub struct Task {
     pub kind: TaskKind,
     pub status: TaskStatus,
     pub batches: u32,
-    pub recorded: std::collections::BTreeSet<u32>,
+    pub recorded: BTreeSet<u32>,
+    /// Measuring batches (0: nothing to measure) and those recorded.
+    pub measure_batches: u32,
+    pub measured: BTreeSet<u32>,
+    /// The methods measured for, and every source's metrics so far.
+    pub measure: Vec<String>,
+    pub measurements: Vec<Measurement>,
+    /// The sources, for turning a measured file name into its key.
+    pub sources: Vec<Source>,
+    /// Reference (`s3_key`) per method: the user's picks, then the chosen.
+    pub references: BTreeMap<String, String>,
+    pub references_chosen: bool,
     pub number_gen_images: u32,
     pub number_finished: u32,
     pub failures: u32,
@@ -221,6 +319,9 @@ impl Task {
                 to_process,
                 batch_size,
                 number_gen_images,
+                references,
+                measure,
+                sources,
                 ..
             } => Task {
                 task_id: task_id.clone(),
@@ -231,6 +332,17 @@ impl Task {
                 status: TaskStatus::PreparingData,
                 batches: batch_count(to_process.len(), *batch_size),
                 recorded: Default::default(),
+                measure_batches: if measure.is_empty() {
+                    0
+                } else {
+                    batch_count(sources.len(), *batch_size)
+                },
+                measured: Default::default(),
+                measure: measure.clone(),
+                measurements: Vec::new(),
+                sources: sources.clone(),
+                references: references.clone(),
+                references_chosen: false,
                 number_gen_images: *number_gen_images,
                 number_finished: 0,
                 failures: 0,
@@ -245,6 +357,19 @@ impl Task {
                     if t.status == TaskStatus::PreparingData {
                         t.status = TaskStatus::Running;
                     }
+                }
+                TaskEvent::SourcesMeasured {
+                    batch_no,
+                    measurements,
+                    ..
+                } => {
+                    if t.measured.insert(*batch_no) {
+                        t.measurements.extend(measurements.iter().cloned());
+                    }
+                }
+                TaskEvent::ReferencesChosen { references, .. } => {
+                    t.references.extend(references.clone());
+                    t.references_chosen = true;
                 }
                 TaskEvent::BatchRecorded {
                     batch_no,
@@ -268,6 +393,52 @@ impl Task {
         Some(t)
     }
 
+    /// Whether the task still waits for measuring batches (its generation
+    /// batches cannot be planned yet).
+    pub fn measuring(&self) -> bool {
+        self.measure_batches > 0 && !self.references_chosen
+    }
+
+    /// Records a measuring batch's metrics once; the last one also chooses
+    /// the references.
+    pub fn record_measurements(
+        &self,
+        batch_no: u32,
+        measurements: Vec<Measurement>,
+        now: i64,
+    ) -> Result<Vec<TaskEvent>, DomainError> {
+        if self.status.is_final() || !self.measuring() || self.measured.contains(&batch_no) {
+            return Ok(Vec::new());
+        }
+        if batch_no >= self.measure_batches {
+            return Err(DomainError::Invalid(format!(
+                "task {} has no measuring batch {batch_no}",
+                self.task_id
+            )));
+        }
+        let last = self.measured.len() as u32 + 1 == self.measure_batches;
+        let chosen = last.then(|| {
+            let all: Vec<&Measurement> = self
+                .measurements
+                .iter()
+                .chain(measurements.iter())
+                .collect();
+            median_references(&self.measure, &all, &self.sources)
+        });
+        let mut events = vec![TaskEvent::SourcesMeasured {
+            batch_no,
+            measurements,
+            at: now,
+        }];
+        if let Some(references) = chosen {
+            events.push(TaskEvent::ReferencesChosen {
+                references,
+                at: now,
+            });
+        }
+        Ok(events)
+    }
+
     /// Records a batch's results; a batch already recorded, or a task that
     /// has ended, records nothing (redelivered jobs are harmless). The last
     /// batch ends the task.
@@ -280,6 +451,12 @@ impl Task {
     ) -> Result<Vec<TaskEvent>, DomainError> {
         if self.status.is_final() || self.recorded.contains(&batch_no) {
             return Ok(Vec::new());
+        }
+        if self.measuring() {
+            return Err(DomainError::Invalid(format!(
+                "task {} is still measuring its sources",
+                self.task_id
+            )));
         }
         if batch_no >= self.batches {
             return Err(DomainError::Invalid(format!(
@@ -355,16 +532,101 @@ pub fn output_name(source: &str, task_id: &str, n: Option<u32>) -> String {
     }
 }
 
-/// The jobs of a generation request, batch by batch (the same request always
-/// gives the same jobs). `bucket` is stripped from keys for the workers.
-pub fn plan_jobs(requested: &TaskEvent, bucket: &str) -> Result<Vec<GenerateJob>, DomainError> {
+/// Per method, the source with the median metric (the lower median of an
+/// even count; equal values are ordered by file name, so the choice is the
+/// same whatever order the batches came in). A method no source could be
+/// measured for gets no reference.
+pub fn median_references(
+    methods: &[String],
+    measurements: &[&Measurement],
+    sources: &[Source],
+) -> BTreeMap<String, String> {
+    let mut chosen = BTreeMap::new();
+    for method in methods {
+        let mut values: Vec<(f64, &str)> = measurements
+            .iter()
+            .filter_map(|m| {
+                let v = *m.metrics.get(method)?;
+                v.is_finite().then_some((v, m.filename.as_str()))
+            })
+            .collect();
+        values.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        let Some((_, filename)) = values.get(values.len().saturating_sub(1) / 2) else {
+            continue;
+        };
+        if let Some(source) = sources.iter().find(|s| s.filename == *filename) {
+            chosen.insert(method.clone(), source.s3_key.clone());
+        }
+    }
+    chosen
+}
+
+/// `<bucket>/key` → `key`, as workers address objects.
+fn strip_bucket(key: &str, bucket: &str) -> String {
+    key.strip_prefix(bucket)
+        .and_then(|r| r.strip_prefix('/'))
+        .unwrap_or(key)
+        .to_owned()
+}
+
+/// The measuring jobs of a generation request: every source, in batches,
+/// with the methods to measure for. None when nothing needs measuring.
+pub fn plan_measure_jobs(
+    requested: &TaskEvent,
+    bucket: &str,
+) -> Result<Vec<GenerateJob>, DomainError> {
+    let TaskEvent::GenerationRequested {
+        task_id,
+        kind,
+        measure,
+        sources,
+        batch_size,
+        ..
+    } = requested
+    else {
+        return Err(DomainError::Invalid("not a generation request".into()));
+    };
+    if measure.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sources
+        .chunks((*batch_size).max(1) as usize)
+        .enumerate()
+        .map(|(b, chunk)| GenerateJob {
+            task_id: task_id.clone(),
+            batch_no: b as u32,
+            kind: *kind,
+            items: chunk
+                .iter()
+                .map(|s| JobItem {
+                    filename: s.filename.clone(),
+                    key: strip_bucket(&s.s3_key, bucket),
+                    classtype: s.classtype,
+                    outputs: Vec::new(),
+                })
+                .collect(),
+            references: BTreeMap::new(),
+            stage: Stage::Measure,
+            measure: measure.clone(),
+        })
+        .collect())
+}
+
+/// The jobs of a generation request, batch by batch (the same request and
+/// references always give the same jobs). `references` are the task's
+/// (`Task::references`: the user's picks and the measured medians).
+/// `bucket` is stripped from keys for the workers.
+pub fn plan_jobs(
+    requested: &TaskEvent,
+    references: &BTreeMap<String, String>,
+    bucket: &str,
+) -> Result<Vec<GenerateJob>, DomainError> {
     let TaskEvent::GenerationRequested {
         task_id,
         s3_prefix,
         kind,
         methods,
         overrides,
-        references,
         seed,
         num_aug_p_img,
         sources,
@@ -386,12 +648,6 @@ pub fn plan_jobs(requested: &TaskEvent, bucket: &str) -> Result<Vec<GenerateJob>
         TaskKind::Augment => crate::generation::MethodKind::Augment,
         TaskKind::Preprocess => crate::generation::MethodKind::Preprocess,
     };
-    let strip = |k: &str| -> String {
-        k.strip_prefix(bucket)
-            .and_then(|r| r.strip_prefix('/'))
-            .unwrap_or(k)
-            .to_owned()
-    };
     let per_source = match kind {
         TaskKind::Augment => (*num_aug_p_img).max(1),
         TaskKind::Preprocess => 1,
@@ -411,7 +667,7 @@ pub fn plan_jobs(requested: &TaskEvent, bucket: &str) -> Result<Vec<GenerateJob>
                 );
                 let s3_key = format!("{s3_prefix}/{task_id}/{filename}");
                 JobOutput {
-                    key: strip(&s3_key),
+                    key: strip_bucket(&s3_key, bucket),
                     s3_key,
                     filename,
                     steps: crate::generation::plan_image(
@@ -426,14 +682,14 @@ pub fn plan_jobs(requested: &TaskEvent, bucket: &str) -> Result<Vec<GenerateJob>
             .collect();
         items.push(JobItem {
             filename: source.filename.clone(),
-            key: strip(&source.s3_key),
+            key: strip_bucket(&source.s3_key, bucket),
             classtype: source.classtype,
             outputs,
         });
     }
-    let references: std::collections::BTreeMap<String, String> = references
+    let references: BTreeMap<String, String> = references
         .iter()
-        .map(|(m, k)| (m.clone(), strip(k)))
+        .map(|(m, k)| (m.clone(), strip_bucket(k, bucket)))
         .collect();
     Ok(items
         .chunks((*batch_size).max(1) as usize)
@@ -444,6 +700,8 @@ pub fn plan_jobs(requested: &TaskEvent, bucket: &str) -> Result<Vec<GenerateJob>
             kind: *kind,
             items: chunk.to_vec(),
             references: references.clone(),
+            stage: Stage::Generate,
+            measure: Vec::new(),
         })
         .collect())
 }
@@ -463,6 +721,7 @@ mod tests {
             methods: vec![],
             overrides: Default::default(),
             references: Default::default(),
+            measure: vec![],
             seed: 1,
             num_aug_p_img: 1,
             data_number: [n, 0, 0],
@@ -497,5 +756,134 @@ mod tests {
         assert!(t.record_batch(0, vec![], vec![], 4).unwrap().is_empty());
         assert!(t.cancel(5).is_err());
         assert!(t.fail("x", 5).is_empty());
+    }
+
+    fn measured(filename: &str, method: &str, value: f64) -> Measurement {
+        Measurement {
+            filename: filename.into(),
+            metrics: [(method.to_owned(), value)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn measuring_comes_first_and_its_last_batch_chooses_the_median() {
+        let sources: Vec<Source> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|f| Source {
+                filename: format!("{f}.png"),
+                s3_key: format!("bkt/p/{f}.png"),
+                classtype: ClassType::Train,
+            })
+            .collect();
+        let TaskEvent::GenerationRequested {
+            task_id,
+            project_id,
+            owner,
+            s3_prefix,
+            overrides,
+            seed,
+            data_number,
+            at,
+            ..
+        } = requested(5)
+        else {
+            unreachable!()
+        };
+        let mut log = vec![TaskEvent::GenerationRequested {
+            task_id,
+            project_id,
+            owner,
+            s3_prefix,
+            kind: TaskKind::Preprocess,
+            methods: vec!["PRE-002".into()],
+            overrides,
+            references: Default::default(),
+            measure: vec!["PRE-002".into()],
+            seed,
+            num_aug_p_img: 1,
+            data_number,
+            sources,
+            to_process: (0..5).collect(),
+            batch_size: 2,
+            number_gen_images: 5,
+            at,
+        }];
+        let measure = plan_measure_jobs(&log[0], "bkt").unwrap();
+        assert_eq!(measure.len(), 3);
+        assert!(measure
+            .iter()
+            .all(|j| j.stage == Stage::Measure && j.items.iter().all(|i| i.outputs.is_empty())));
+        assert_eq!(measure[0].items[0].key, "p/a.png");
+        let t = Task::fold(&log).unwrap();
+        assert!(t.measuring());
+        assert!(t.record_batch(0, vec![], vec![], 1).is_err());
+        // Batches arrive out of order; "e" could not be read.
+        let b2 = t
+            .record_measurements(2, vec![measured("e.png", "PRE-001", 1.0)], 1)
+            .unwrap();
+        assert_eq!(b2.len(), 1);
+        log.extend(b2);
+        let t = Task::fold(&log).unwrap();
+        assert!(
+            t.record_measurements(2, vec![], 2).unwrap().is_empty(),
+            "replay"
+        );
+        log.extend(
+            t.record_measurements(
+                0,
+                vec![
+                    measured("a.png", "PRE-002", 200.0),
+                    measured("b.png", "PRE-002", 10.0),
+                ],
+                3,
+            )
+            .unwrap(),
+        );
+        let t = Task::fold(&log).unwrap();
+        assert!(t.measuring());
+        let last = t
+            .record_measurements(
+                1,
+                vec![
+                    measured("c.png", "PRE-002", 90.0),
+                    measured("d.png", "PRE-002", 120.0),
+                ],
+                4,
+            )
+            .unwrap();
+        assert_eq!(last.len(), 2);
+        log.extend(last);
+        let t = Task::fold(&log).unwrap();
+        assert!(!t.measuring());
+        // 10, 90, 120, 200: the lower median is c (90).
+        assert_eq!(t.references["PRE-002"], "bkt/p/c.png");
+        let jobs = plan_jobs(&log[0], &t.references, "bkt").unwrap();
+        assert_eq!(jobs.len(), 3);
+        assert!(jobs.iter().all(|j| j.references["PRE-002"] == "p/c.png"));
+        assert_eq!(t.status, TaskStatus::PreparingData);
+    }
+
+    #[test]
+    fn the_median_ignores_order_and_breaks_ties_by_name() {
+        let sources: Vec<Source> = ["x", "y", "z"]
+            .iter()
+            .map(|f| Source {
+                filename: (*f).into(),
+                s3_key: format!("k/{f}"),
+                classtype: ClassType::Train,
+            })
+            .collect();
+        let m = [
+            measured("z", "M", 5.0),
+            measured("x", "M", 5.0),
+            measured("y", "M", 1.0),
+        ];
+        let forward: Vec<&Measurement> = m.iter().collect();
+        let backward: Vec<&Measurement> = m.iter().rev().collect();
+        let methods = vec!["M".to_owned(), "N".to_owned()];
+        let a = median_references(&methods, &forward, &sources);
+        assert_eq!(a, median_references(&methods, &backward, &sources));
+        assert_eq!(a["M"], "k/x");
+        assert!(!a.contains_key("N"), "nothing measured for N");
     }
 }

@@ -136,6 +136,14 @@ impl Projection for Tasks {
                 .execute(conn)
                 .await?;
             }
+            // Measuring (PREPARING_DATA) shows as activity only.
+            TaskEvent::SourcesMeasured { at, .. } | TaskEvent::ReferencesChosen { at, .. } => {
+                sqlx::query("UPDATE tasks SET updated_at = $1 WHERE task_id = $2")
+                    .bind(at)
+                    .bind(id)
+                    .execute(conn)
+                    .await?;
+            }
             TaskEvent::TaskFinished { status, at } => {
                 set_status(conn, id, status, None, at).await?
             }

@@ -458,6 +458,8 @@ fn job(task: &str, keys: &[String], outputs: &[Vec<SampledMethod>]) -> GenerateJ
             })
             .collect(),
         references: BTreeMap::new(),
+        stage: Default::default(),
+        measure: Vec::new(),
     }
 }
 

@@ -6,14 +6,22 @@
 //! image only. A problem with storage fails the whole job, which the bus then
 //! redelivers; outputs are deterministic, so a rerun writes the same bytes to
 //! the same keys.
+//!
+//! A measuring job (before a preprocessing run whose reference images are
+//! the medians) reads and decodes each source and reports its metric per
+//! method; a source that cannot be read is left out (its generation batch
+//! will report it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sha2::Digest;
 use tessera_domain::project::data::{DataItem, DataKind};
-use tessera_domain::task::{GenerateJob, GenerateResult, ImageFailure, TaskKind};
+use tessera_domain::task::{
+    GenerateJob, GenerateResult, ImageFailure, Measurement, Stage, TaskKind,
+};
 
+use crate::imaging::methods::normalize::reference_metric;
 use crate::imaging::{self, DecodeLimits};
 
 /// Why an object could not be read or written.
@@ -44,6 +52,9 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    if job.stage == Stage::Measure {
+        return measure_job(job, objects, limits, heartbeat).await;
+    }
     let kind = match job.kind {
         TaskKind::Augment => DataKind::Augment,
         TaskKind::Preprocess => DataKind::Preprocess,
@@ -136,5 +147,68 @@ where
         outputs,
         failures,
         error: None,
+        stage: Stage::Generate,
+        measurements: Vec::new(),
+    })
+}
+
+/// Measures each source of a measuring job for every method it names.
+async fn measure_job<F, Fut>(
+    job: &GenerateJob,
+    objects: &dyn Objects,
+    limits: DecodeLimits,
+    heartbeat: F,
+) -> Result<GenerateResult, ObjectError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut measurements = Vec::with_capacity(job.items.len());
+    let mut failures = Vec::new();
+    for item in &job.items {
+        let bytes = match objects.get(&item.key).await {
+            Ok(bytes) => bytes,
+            Err(ObjectError::Missing(_)) => {
+                failures.push(ImageFailure {
+                    filename: item.filename.clone(),
+                    reason: "the source image is no longer in storage".into(),
+                });
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let methods = job.measure.clone();
+        let measured = tokio::task::spawn_blocking(move || {
+            let decoded = imaging::decode(&bytes, &limits)?;
+            Ok::<_, imaging::ImagingError>(
+                methods
+                    .iter()
+                    .map(|m| (m.clone(), reference_metric(m, &decoded.image)))
+                    .filter(|(_, v)| v.is_finite())
+                    .collect(),
+            )
+        })
+        .await
+        .map_err(|e| ObjectError::Unavailable(format!("image work stopped: {e}")))?;
+        match measured {
+            Ok(metrics) => measurements.push(Measurement {
+                filename: item.filename.clone(),
+                metrics,
+            }),
+            Err(e) => failures.push(ImageFailure {
+                filename: item.filename.clone(),
+                reason: e.to_string(),
+            }),
+        }
+        heartbeat().await;
+    }
+    Ok(GenerateResult {
+        task_id: job.task_id.clone(),
+        batch_no: job.batch_no,
+        outputs: Vec::new(),
+        failures,
+        error: None,
+        stage: Stage::Measure,
+        measurements,
     })
 }

@@ -66,9 +66,12 @@ pub(crate) fn channel_sums(raw: &[u8]) -> [u64; 3] {
     total
 }
 
-/// `min(255, (min(v, cap)·mul + add).saturating_sub(sub) >> shift)`: an
-/// increasing affine map of a value, clamped, in u16 arithmetic (`cap` is
-/// where it reaches 255, so that steep slopes still fit 16 bits).
+/// `min(255, (p(v) + add).saturating_sub(sub) >> shift)`: an increasing
+/// affine map of a value, clamped, in u16 arithmetic. The product `p(v)` is
+/// `min(v, cap)·mul` (`cap` is where it reaches 255, so that steep slopes
+/// still fit 16 bits), or, for slopes that need finer steps than that
+/// leaves (`high`), the high half of `(v·256)·mul`: `floor(v·mul / 256)`,
+/// one multiply-high instruction per 16 lanes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Affine {
     cap: u8,
@@ -76,26 +79,41 @@ struct Affine {
     add: u16,
     sub: u16,
     shift: u16,
+    high: bool,
 }
 
 impl Affine {
+    /// [`Affine::apply`] for one kind of product, so that a loop over many
+    /// values has no branch in it.
     #[inline(always)]
-    fn apply(self, v: u8) -> u16 {
+    fn apply_as<const HIGH: bool>(self, v: u8) -> u16 {
+        let product = if HIGH {
+            ((u32::from(u16::from(v) << 8) * u32::from(self.mul)) >> 16) as u16
+        } else {
+            u16::from(v.min(self.cap)).wrapping_mul(self.mul)
+        };
         // Wrapping: a fit keeps its own values below 2^16; values outside
         // its range (the other piece's) are computed, then dropped.
-        (u16::from(v.min(self.cap))
-            .wrapping_mul(self.mul)
-            .wrapping_add(self.add))
-        .saturating_sub(self.sub)
-        .wrapping_shr(u32::from(self.shift))
-        .min(255)
+        (product.wrapping_add(self.add))
+            .saturating_sub(self.sub)
+            .wrapping_shr(u32::from(self.shift))
+            .min(255)
+    }
+
+    #[inline(always)]
+    fn apply(self, v: u8) -> u16 {
+        if self.high {
+            self.apply_as::<true>(v)
+        } else {
+            self.apply_as::<false>(v)
+        }
     }
 
     /// `clamp(v + c)` as `v.saturating_add(c.0).saturating_sub(c.1)` on
     /// bytes, if the map is one (slope 1): its offset is then
     /// `floor((add - sub) / 2^shift)`, and the clamps agree.
     fn offset(self) -> Option<(u8, u8)> {
-        if u32::from(self.mul) != 1 << self.shift {
+        if self.high || u32::from(self.mul) != 1 << self.shift {
             return None;
         }
         let c = (i32::from(self.add) - i32::from(self.sub)) >> self.shift;
@@ -128,20 +146,25 @@ impl Affine {
             .find(|(_, t)| *t == 255)
             .or(vals.last())
             .map_or(0, |(v, _)| *v);
-        let mut tried = 0;
-        for shift in 0..=15u32 {
-            let one = 1i64 << shift;
-            let (m_lo, m_hi) = match span {
-                Some((dv, dt)) => (((dt - 1) * one) / dv, ((dt + 1) * one) / dv + 1),
-                None => (0, 2),
-            };
-            for mul in m_lo.max(0)..=m_hi.min(65_535 / cap.max(1)) {
-                tried += 1;
-                if tried > 200 {
-                    return None;
-                }
-                if let Some(a) = Self::fit_offset(&vals, cap, mul, shift) {
-                    return Some(a);
+        // Plain products first (coarsest scale first), then high halves,
+        // whose scale is 2^(8 + shift).
+        for (high, shifts) in [(false, 0..=15u32), (true, 0..=7)] {
+            let mut tried = 0;
+            for shift in shifts {
+                let one = 1i64 << (shift + if high { 8 } else { 0 });
+                let (m_lo, m_hi) = match span {
+                    Some((dv, dt)) => (((dt - 1) * one) / dv, ((dt + 1) * one) / dv + 1),
+                    None => (0, 2),
+                };
+                let m_max = if high { 65_535 } else { 65_535 / cap.max(1) };
+                for mul in m_lo.max(0)..=m_hi.min(m_max) {
+                    tried += 1;
+                    if tried > 200 {
+                        break;
+                    }
+                    if let Some(a) = Self::fit_offset(&vals, cap, mul, shift, high) {
+                        return Some(a);
+                    }
                 }
             }
         }
@@ -149,11 +172,24 @@ impl Affine {
     }
 
     /// The offset that makes `mul` and `shift` exact on `vals`, if any.
-    fn fit_offset(vals: &[(i64, i64)], cap: i64, mul: i64, shift: u32) -> Option<Affine> {
+    fn fit_offset(
+        vals: &[(i64, i64)],
+        cap: i64,
+        mul: i64,
+        shift: u32,
+        high: bool,
+    ) -> Option<Affine> {
         let one = 1i64 << shift;
+        let product = |v: i64| {
+            if high {
+                (v * 256 * mul) >> 16
+            } else {
+                v.min(cap) * mul
+            }
+        };
         let (mut r_lo, mut r_hi) = (i64::MIN, i64::MAX);
         for (v, t) in vals {
-            let base = (*v).min(cap) * mul;
+            let base = product(*v);
             if *t > 0 {
                 r_lo = r_lo.max(t * one - base);
             }
@@ -165,7 +201,7 @@ impl Affine {
             return None;
         }
         let r = 0i64.clamp(r_lo, r_hi);
-        let top = cap * mul + r.max(0);
+        let top = product(if high { 255 } else { cap }) + r.max(0);
         if top > i64::from(u16::MAX) {
             return None;
         }
@@ -175,6 +211,7 @@ impl Affine {
             add: u16::try_from(r.max(0)).ok()?,
             sub: u16::try_from((-r).max(0)).ok()?,
             shift: u16::try_from(shift).ok()?,
+            high,
         };
         let exact = vals
             .iter()
@@ -263,11 +300,18 @@ fn map_table(img: &RgbImage, table: &[u8; 256], split: u16) -> RgbImage {
                 },
             }),
             // General slopes on 16-bit lanes.
+            (_, Err(_), _) if p.a.high => {
+                let a = p.a;
+                dispatch(MapBytes {
+                    src,
+                    f: move |v| a.apply_as::<true>(v) as u8,
+                })
+            }
             (_, Err(_), _) => {
                 let a = p.a;
                 dispatch(MapBytes {
                     src,
-                    f: move |v| a.apply(v) as u8,
+                    f: move |v| a.apply_as::<false>(v) as u8,
                 })
             }
             _ => dispatch(MapBytes {
@@ -776,7 +820,7 @@ mod tests {
             solar(0.0, 0.0),
             solar(1.0, 0.0),
         ];
-        for f in [0.0f32, 0.25, 0.75, 1.0, 1.5, 2.0] {
+        for f in [0.0f32, 0.25, 0.75, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0, 3.3] {
             cases.push((lut(|v| v * f), 256));
             cases.push((lut(|v| 117.3 + (v - 117.3) * f), 256));
         }

@@ -343,7 +343,9 @@ fn methods(dir: &Path, python: &Path, min_seconds: f64) {
         };
         let ips = rate(&images, min_seconds, |img| {
             let mut rng = SplitMix64::new(7);
-            black_box(imaging::apply(id, params, img, &ctx, &mut rng).unwrap());
+            let out = black_box(imaging::apply(id, params, img, &ctx, &mut rng).unwrap());
+            // As `run_pipeline` does with each step's input.
+            imaging::buffers::give(out.into_raw());
         });
         ours.push(ips);
     }
@@ -519,15 +521,17 @@ fn end_to_end(dir: &Path, python: &Path, min_seconds: f64) {
         .iter()
         .map(|f| imaging::decode(f, &DecodeLimits::default()).unwrap().image)
         .collect();
+    // Each image gives its buffer back, as the job path does.
     let our_decode = rate(&files, min_seconds, |f| {
-        black_box(imaging::decode(f, &DecodeLimits::default()).unwrap());
+        let d = black_box(imaging::decode(f, &DecodeLimits::default()).unwrap());
+        imaging::buffers::give(d.image.into_raw());
     });
     let our_encode = rate(&decoded, min_seconds, |img| {
         black_box(encode(img, OutputFormat::Jpeg).unwrap());
     });
     let mut rng = SplitMix64::new(1);
     let our_method = rate(&decoded, min_seconds, |img| {
-        black_box(
+        let out = black_box(
             imaging::apply(
                 "AUG-011",
                 &brightness.params,
@@ -537,6 +541,7 @@ fn end_to_end(dir: &Path, python: &Path, min_seconds: f64) {
             )
             .unwrap(),
         );
+        imaging::buffers::give(out.into_raw());
     });
 
     let spec = json!({

@@ -180,13 +180,13 @@ where
         let methods = job.measure.clone();
         let measured = tokio::task::spawn_blocking(move || {
             let decoded = imaging::decode(&bytes, &limits)?;
-            Ok::<_, imaging::ImagingError>(
-                methods
-                    .iter()
-                    .map(|m| (m.clone(), reference_metric(m, &decoded.image)))
-                    .filter(|(_, v)| v.is_finite())
-                    .collect(),
-            )
+            let metrics = methods
+                .iter()
+                .map(|m| (m.clone(), reference_metric(m, &decoded.image)))
+                .filter(|(_, v)| v.is_finite())
+                .collect();
+            imaging::buffers::give(decoded.image.into_raw());
+            Ok::<_, imaging::ImagingError>(metrics)
         })
         .await
         .map_err(|e| ObjectError::Unavailable(format!("image work stopped: {e}")))?;

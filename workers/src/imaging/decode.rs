@@ -5,8 +5,11 @@
 use std::io::Cursor;
 
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbImage};
+use image::{
+    ColorType, DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbImage,
+};
 
+use super::buffers;
 use super::encode::OutputFormat;
 use super::ImagingError;
 
@@ -60,10 +63,17 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded, ImagingErr
     let (format, mut decoder) = open(bytes, limits)?;
     // A broken EXIF block is no reason to refuse the pixels.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let image = DynamicImage::from_decoder(decoder).map_err(from_image_error)?;
-    let image = match image {
-        DynamicImage::ImageRgb8(rgb) => rgb,
-        other => other.to_rgb8(),
+    let image = if decoder.color_type() == ColorType::Rgb8 {
+        // Straight into a kept buffer; the decoder writes every byte.
+        let (width, height) = decoder.dimensions();
+        let mut raw = buffers::take(usize::try_from(decoder.total_bytes()).unwrap_or(usize::MAX));
+        decoder.read_image(&mut raw).map_err(from_image_error)?;
+        RgbImage::from_raw(width, height, raw)
+            .ok_or_else(|| ImagingError::Corrupt("the decoder gave a short image".into()))?
+    } else {
+        DynamicImage::from_decoder(decoder)
+            .map_err(from_image_error)?
+            .to_rgb8()
     };
     Ok(Decoded {
         image,

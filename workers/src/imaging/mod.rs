@@ -11,6 +11,7 @@
 //! seeded from [`SampledMethod::pixel_seed`]; the encoders are
 //! deterministic. The same steps over the same source give the same bytes.
 
+pub mod buffers;
 pub mod decode;
 pub mod encode;
 pub mod methods;
@@ -233,7 +234,8 @@ pub fn run_pipeline<'r>(
             orientation,
         };
         let mut rng = step.pixel_rng();
-        current = apply(&step.method_id, &step.params, &current, &ctx, &mut rng)?;
+        let next = apply(&step.method_id, &step.params, &current, &ctx, &mut rng)?;
+        buffers::give(std::mem::replace(&mut current, next).into_raw());
         if step.method_id == "PRE-000" {
             orientation = Orientation::NoTransforms;
         }
@@ -251,7 +253,9 @@ pub fn process<'r>(
 ) -> Result<(Vec<u8>, OutputFormat), ImagingError> {
     let decoded = decode(source, limits)?;
     let out = run_pipeline(steps, decoded.image, decoded.orientation, reference_for)?;
-    Ok((encode(&out, decoded.format)?, decoded.format))
+    let bytes = encode(&out, decoded.format)?;
+    buffers::give(out.into_raw());
+    Ok((bytes, decoded.format))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use image::RgbImage;
 use tessera_domain::generation::SplitMix64;
 
 use super::{dispatch, floor_u8, look_up, lut, same_size, to_u8};
+use crate::imaging::buffers;
 
 /// AUG-011: multiplies every channel by `factor` (1 = unchanged), clamping at
 /// white.
@@ -259,19 +260,22 @@ impl TwoPieces {
     }
 }
 
-/// Byte loops as ops for [`dispatch`].
+/// Byte loops as ops for [`dispatch`]: `dst[i] = f(src[i])`.
 struct MapBytes<'a, F> {
     src: &'a [u8],
+    dst: &'a mut [u8],
     f: F,
 }
 
 impl<F: Fn(u8) -> u8> pulp::WithSimd for MapBytes<'_, F> {
-    type Output = Vec<u8>;
+    type Output = ();
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) -> Vec<u8> {
+    fn with_simd<S: pulp::Simd>(self, _: S) {
         let f = self.f;
-        self.src.iter().map(|v| f(*v)).collect()
+        for (d, s) in self.dst.iter_mut().zip(self.src) {
+            *d = f(*s);
+        }
     }
 }
 
@@ -280,15 +284,19 @@ impl<F: Fn(u8) -> u8> pulp::WithSimd for MapBytes<'_, F> {
 /// from it), else by lookup. Either way, every value is the table's.
 fn map_table(img: &RgbImage, table: &[u8; 256], split: u16) -> RgbImage {
     let src = img.as_raw();
-    let raw = match TwoPieces::of(table, split) {
+    let mut raw = buffers::take(src.len());
+    let dst = raw.as_mut_slice();
+    match TwoPieces::of(table, split) {
         Some(p) => match (p.a.offset(), u8::try_from(p.split), p.b.offset()) {
             // Offsets on bytes: 32 values an instruction.
             (Some((pa, qa)), Err(_), _) => dispatch(MapBytes {
                 src,
+                dst,
                 f: move |v: u8| v.saturating_add(pa).saturating_sub(qa),
             }),
             (Some((pa, qa)), Ok(split), Some((pb, qb))) => dispatch(MapBytes {
                 src,
+                dst,
                 f: move |v: u8| {
                     let lo = v.saturating_add(pa).saturating_sub(qa);
                     let hi = 255 - v.saturating_add(pb).saturating_sub(qb);
@@ -304,6 +312,7 @@ fn map_table(img: &RgbImage, table: &[u8; 256], split: u16) -> RgbImage {
                 let a = p.a;
                 dispatch(MapBytes {
                     src,
+                    dst,
                     f: move |v| a.apply_as::<true>(v) as u8,
                 })
             }
@@ -311,16 +320,22 @@ fn map_table(img: &RgbImage, table: &[u8; 256], split: u16) -> RgbImage {
                 let a = p.a;
                 dispatch(MapBytes {
                     src,
+                    dst,
                     f: move |v| a.apply_as::<false>(v) as u8,
                 })
             }
             _ => dispatch(MapBytes {
                 src,
+                dst,
                 f: move |v| p.apply(v),
             }),
         },
-        None => src.iter().map(|v| look_up(table, *v)).collect(),
-    };
+        None => {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = look_up(table, *s);
+            }
+        }
+    }
     same_size(img, raw)
 }
 
@@ -395,7 +410,7 @@ fn run_block(s: &[u8], d: &mut [u8], op: impl PixelOp) {
 /// Runs a pixel op over the whole image.
 fn map_pixels(img: &RgbImage, op: impl PixelOp) -> RgbImage {
     let src = img.as_raw();
-    let mut raw = vec![0u8; src.len()];
+    let mut raw = buffers::take(src.len());
     dispatch(MapPixels {
         src,
         dst: &mut raw,
@@ -565,8 +580,11 @@ pub fn posterize(img: &RgbImage, bits: u8) -> RgbImage {
     } else {
         !(0xFFu8 >> bits.min(8))
     };
-    let raw = dispatch(MapBytes {
-        src: img.as_raw(),
+    let src = img.as_raw();
+    let mut raw = buffers::take(src.len());
+    dispatch(MapBytes {
+        src,
+        dst: raw.as_mut_slice(),
         f: move |v| v & mask,
     });
     same_size(img, raw)

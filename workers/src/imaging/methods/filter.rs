@@ -134,8 +134,9 @@ fn blur_rows(img: &RgbImage, k: &FixedKernel) -> Vec<u8> {
     let stride = w * 3;
     let src = img.as_raw();
     // Results go straight into place (a block returned and appended would
-    // be stored in halves and reloaded whole, which stalls).
-    let mut raw = vec![0u8; src.len()];
+    // be stored in halves and reloaded whole, which stalls); every byte of
+    // every row is written.
+    let mut raw = crate::imaging::buffers::take(src.len());
     let taps = k.vertical.len();
     let r = taps / 2;
     if stride == 0 || h == 0 {
@@ -273,7 +274,8 @@ fn sharpen_rows(img: &RgbImage, factor: f32) -> Vec<u8> {
     // The border pixels are kept: start from a copy. (Results go straight
     // into place; a block returned and appended would be stored in halves
     // and reloaded whole, which stalls.)
-    let mut raw = src.clone();
+    let mut raw = crate::imaging::buffers::take(src.len());
+    raw.copy_from_slice(src);
     let inner = stride - 6;
     let full = inner / SHARP_LANES * SHARP_LANES;
     let rows = src.chunks_exact(stride);

@@ -5,7 +5,7 @@ use image::metadata::Orientation;
 use image::{imageops, Rgb, RgbImage};
 
 use super::{dispatch, resize, same_size};
-use crate::imaging::ImagingError;
+use crate::imaging::{buffers, ImagingError};
 
 /// Pixels per block of the horizontal flip.
 const FLIP_BLOCK: usize = 32;
@@ -18,10 +18,11 @@ const FLIP_BLOCK: usize = 32;
 fn flip_rows(img: &RgbImage) -> Vec<u8> {
     let stride = img.width() as usize * 3;
     let src = img.as_raw();
-    let mut raw = vec![0u8; src.len()];
     if stride == 0 {
-        return raw;
+        return Vec::new();
     }
+    // Every byte is written: whole blocks, then the pixels left.
+    let mut raw = buffers::take(src.len());
     for (dst, row) in raw.chunks_exact_mut(stride).zip(src.chunks_exact(stride)) {
         let mut blocks = row.rchunks_exact(3 * FLIP_BLOCK);
         let mut outs = dst.chunks_exact_mut(3 * FLIP_BLOCK);
@@ -66,9 +67,12 @@ pub fn flip_vertical(img: &RgbImage) -> RgbImage {
     if stride == 0 {
         return img.clone();
     }
-    let mut raw = Vec::with_capacity(src.len());
-    for row in src.chunks_exact(stride).rev() {
-        raw.extend_from_slice(row);
+    let mut raw = buffers::take(src.len());
+    for (dst, row) in raw
+        .chunks_exact_mut(stride)
+        .zip(src.chunks_exact(stride).rev())
+    {
+        dst.copy_from_slice(row);
     }
     same_size(img, raw)
 }
@@ -159,7 +163,8 @@ pub fn rotate(img: &RgbImage, degrees: f32, fill: Rgb<u8>) -> RgbImage {
         ((sum + 32_768) >> 16) as u8
     };
     let one = 1i64 << 32;
-    let mut raw = vec![0u8; src.len()];
+    // Every pixel is written: sampled, mixed at the border, or the fill.
+    let mut raw = buffers::take(src.len());
     for (y, row) in raw.chunks_exact_mut(stride).enumerate() {
         let dy = y as f64 - cy;
         // Inverse map: output (x, y) comes from
@@ -198,6 +203,8 @@ pub fn rotate(img: &RgbImage, degrees: f32, fill: Rgb<u8>) -> RgbImage {
                     mix(wts, a1, b1, c1, d1),
                     mix(wts, a2, b2, c2, d2),
                 ]);
+            } else {
+                px.copy_from_slice(&fill);
             }
         }
         // Outside the inside run: the fill, or at the border a mix in which

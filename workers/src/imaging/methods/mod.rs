@@ -98,7 +98,8 @@ pub(crate) fn map_luts(img: &RgbImage, tables: &[[u8; 256]; 3]) -> RgbImage {
 /// independent work overlaps in the CPU.
 pub(crate) fn map_pixels(img: &RgbImage, f: impl Fn([u8; 3]) -> [u8; 3]) -> RgbImage {
     let src = img.as_raw();
-    let mut raw = vec![0u8; src.len()];
+    // Every byte is written: blocks of four pixels, then the rest.
+    let mut raw = crate::imaging::buffers::take(src.len());
     let mut d_blocks = raw.chunks_exact_mut(12);
     let mut s_blocks = src.chunks_exact(12);
     for (d, s) in d_blocks.by_ref().zip(s_blocks.by_ref()) {

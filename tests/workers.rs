@@ -503,3 +503,77 @@ async fn a_stopped_pool_holds_its_jobs_until_started() {
     );
     assert_eq!(common::items(&server, &p, "AUGMENT").await.len(), 8);
 }
+
+/// A worker SIGKILLed while it measures the sources of a preprocessing run
+/// (the stage before the first generation batch, when the normalisation has
+/// no picked reference) loses nothing: its measuring batch is redelivered
+/// and recorded once, the references are chosen once, and every output is
+/// brought to the brightness of the same reference image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_while_measuring_loses_nothing() {
+    let Some(broker) = nats() else { return };
+    let backend = common::backends().pop().unwrap();
+    let pool = format!("t{}", uuid::Uuid::new_v4().simple());
+    let bucket = format!("w{}", uuid::Uuid::new_v4().simple());
+    let server = common::Server::start_with(
+        &backend,
+        &[
+            (broker.var, &broker.url),
+            ("TESSERA_EMBEDDED_WORKERS", "false"),
+            ("TESSERA_WORKER_POOL", &pool),
+            ("TESSERA_JOB_ACK_WAIT_SECS", "3"),
+            ("S3_BUCKET", &bucket),
+        ],
+    )
+    .await;
+    let login = common::signed_up_user(&server, "moe", PASSWORD).await;
+    let s3 = common::user_s3(&server, &login);
+    // Blue is 11 × the seed: twelve brightness levels.
+    let files: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| (format!("m{i:02}.png"), common::png(i, 900, 600)))
+        .collect();
+    let p = common::project_with(&server, &login, "m", &files).await;
+    let mut workers = Workers(vec![
+        worker(&server, &broker, "generate", &pool, &bucket, 0),
+        worker(&server, &broker, "generate", &pool, &bucket, 1),
+    ]);
+    let body = call(&server, "/generate/images", json!({"id_token": p.token, "project_id": p.id, "project_name": p.name, "ls_method_id": ["PRE-002"], "data_number": [12, 0, 0]})).await;
+    let task = body["data"]["task_id"].as_str().unwrap().to_owned();
+
+    let started = Instant::now();
+    while !log_of(&server, 0).contains("Measure") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "worker 0 never got a measuring job:\n{}",
+            log_of(&server, 0)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    workers.0[0].kill().unwrap();
+    workers.0[0].wait().unwrap();
+    workers
+        .0
+        .push(worker(&server, &broker, "generate", &pool, &bucket, 2));
+
+    let end = common::wait_for_task(&server, &p.token, &task).await;
+    assert_eq!(end["status"], "FINISH", "{end}");
+    assert_eq!(end["number_finished"], 12);
+    let items = common::items(&server, &p, "PREPROCESS").await;
+    assert_eq!(items.len(), 12);
+    let mut means = Vec::new();
+    for item in &items {
+        let bytes = common::object(&s3, &bucket, item["s3_key"].as_str().unwrap()).await;
+        let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
+        let luma: f64 = img
+            .pixels()
+            .map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2]))
+            .sum::<f64>()
+            / f64::from(img.width() * img.height());
+        means.push(luma);
+    }
+    let (lo, hi) = means
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), m| (lo.min(*m), hi.max(*m)));
+    assert!(hi - lo < 1.5, "one reference for all: mean luma {means:?}");
+    drop(workers);
+}

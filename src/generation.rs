@@ -15,7 +15,8 @@ use tessera_domain::project::data::{
     data_stream_id, ClassType, DataEvent, DataKind, Deleted, Uploaded, DATA_STREAM_TYPE,
 };
 use tessera_domain::task::{
-    self, GenerateResult, Source, Stage, Task, TaskEvent, TaskKind, TaskStatus, STREAM_TYPE,
+    self, Candidate, GenerateResult, Source, Stage, Task, TaskEvent, TaskKind, TaskStatus,
+    STREAM_TYPE,
 };
 use tessera_domain::{
     DomainError, EventStore, ExpectedVersion, RecordedEvent, StoreError, StreamRef,
@@ -235,13 +236,25 @@ impl Generation {
                 classtype,
             });
         }
-        // Methods without a picked reference use the source with the median
-        // metric, which workers measure before the first generation batch.
+        // Methods without a picked reference use the project's image with
+        // the median metric, which workers measure, over all the project's
+        // images of this data type, before the first generation batch.
         let measure: Vec<String> = plan
             .iter()
             .filter(|m| m.uses_reference && !references.contains_key(m.id))
             .map(|m| m.id.to_owned())
             .collect();
+        let candidates: Vec<Candidate> = if measure.is_empty() {
+            Vec::new()
+        } else {
+            available
+                .iter()
+                .map(|(filename, s3_key)| Candidate {
+                    filename: filename.clone(),
+                    s3_key: s3_key.clone(),
+                })
+                .collect()
+        };
         let to_process: Vec<u32> = sources
             .iter()
             .enumerate()
@@ -261,6 +274,7 @@ impl Generation {
             overrides,
             references,
             measure,
+            candidates,
             seed,
             num_aug_p_img,
             data_number: [train as u32, val as u32, test as u32],

@@ -397,8 +397,8 @@ fn mean_level(bytes: &[u8]) -> f64 {
 }
 
 /// PRE-002 without a picked reference brings every image to the brightness
-/// of the image with the median brightness (measured by the workers first);
-/// a picked reference wins.
+/// of the project's image with the median brightness (measured by the
+/// workers first, over the whole project); a picked reference wins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn normalisation_uses_the_median_image_unless_one_is_picked() {
     for backend in common::backends() {
@@ -417,8 +417,14 @@ async fn normalisation_uses_the_median_image_unless_one_is_picked() {
             .map(|(i, l)| (format!("grey_{i}.png"), grey_png(*l, 24, 16)))
             .collect();
         let p = common::project_with(&server, &login, "median", &files).await;
-        for (picked, want) in [(None, 120.0), (Some("grey_1.png"), 30.0)] {
-            let mut req = json!({"id_token": p.token, "project_id": p.id, "project_name": p.name, "ls_method_id": ["PRE-002"], "data_number": [5, 0, 0]});
+        // The median is the project's, also when the run selects only part
+        // of it (two images: their own median is 120 in 2 of 10 draws).
+        for (picked, selected, want) in [
+            (None, 5, 120.0),
+            (Some("grey_1.png"), 5, 30.0),
+            (None, 2, 120.0),
+        ] {
+            let mut req = json!({"id_token": p.token, "project_id": p.id, "project_name": p.name, "ls_method_id": ["PRE-002"], "data_number": [selected, 0, 0], "seed": 7});
             if let Some(name) = picked {
                 req["reference_images"] = json!({"PRE-002": name});
             }
@@ -428,7 +434,7 @@ async fn normalisation_uses_the_median_image_unless_one_is_picked() {
             let end = common::wait_for_task(&server, &p.token, &t).await;
             assert_eq!(end["status"], "FINISH", "{end}");
             let items = common::items(&server, &p, "PREPROCESS").await;
-            assert_eq!(items.len(), 5);
+            assert_eq!(items.len(), selected);
             for item in &items {
                 let bytes = common::object(&s3, &bucket, item["s3_key"].as_str().unwrap()).await;
                 let level = mean_level(&bytes);

@@ -176,6 +176,13 @@ pub struct Source {
     pub classtype: ClassType,
 }
 
+/// A project image a reference may be chosen from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub filename: String,
+    pub s3_key: String,
+}
+
 /// An image the worker could not turn into outputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageFailure {
@@ -206,10 +213,15 @@ pub enum TaskEvent {
         /// user picked it.
         #[serde(default)]
         references: BTreeMap<String, String>,
-        /// Methods whose reference is the source with the median metric,
-        /// found by measuring before the first generation batch.
+        /// Methods whose reference is the project's image with the median
+        /// metric, found by measuring before the first generation batch.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         measure: Vec<String>,
+        /// The project's images (of the requested data type) measured for
+        /// them: all of them, not only the selection, so every run over any
+        /// part of the project normalises to the same images.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        candidates: Vec<Candidate>,
         seed: u64,
         num_aug_p_img: u32,
         data_number: [u32; 3],
@@ -288,8 +300,8 @@ pub struct Task {
     /// The methods measured for, and every source's metrics so far.
     pub measure: Vec<String>,
     pub measurements: Vec<Measurement>,
-    /// The sources, for turning a measured file name into its key.
-    pub sources: Vec<Source>,
+    /// The images measured, for turning a measured file name into its key.
+    pub candidates: Vec<Candidate>,
     /// Reference (`s3_key`) per method: the user's picks, then the chosen.
     pub references: BTreeMap<String, String>,
     pub references_chosen: bool,
@@ -321,7 +333,7 @@ impl Task {
                 number_gen_images,
                 references,
                 measure,
-                sources,
+                candidates,
                 ..
             } => Task {
                 task_id: task_id.clone(),
@@ -335,12 +347,12 @@ impl Task {
                 measure_batches: if measure.is_empty() {
                     0
                 } else {
-                    batch_count(sources.len(), *batch_size)
+                    batch_count(candidates.len(), *batch_size)
                 },
                 measured: Default::default(),
                 measure: measure.clone(),
                 measurements: Vec::new(),
-                sources: sources.clone(),
+                candidates: candidates.clone(),
                 references: references.clone(),
                 references_chosen: false,
                 number_gen_images: *number_gen_images,
@@ -423,7 +435,7 @@ impl Task {
                 .iter()
                 .chain(measurements.iter())
                 .collect();
-            median_references(&self.measure, &all, &self.sources)
+            median_references(&self.measure, &all, &self.candidates)
         });
         let mut events = vec![TaskEvent::SourcesMeasured {
             batch_no,
@@ -539,7 +551,7 @@ pub fn output_name(source: &str, task_id: &str, n: Option<u32>) -> String {
 pub fn median_references(
     methods: &[String],
     measurements: &[&Measurement],
-    sources: &[Source],
+    candidates: &[Candidate],
 ) -> BTreeMap<String, String> {
     let mut chosen = BTreeMap::new();
     for method in methods {
@@ -554,8 +566,8 @@ pub fn median_references(
         let Some((_, filename)) = values.get(values.len().saturating_sub(1) / 2) else {
             continue;
         };
-        if let Some(source) = sources.iter().find(|s| s.filename == *filename) {
-            chosen.insert(method.clone(), source.s3_key.clone());
+        if let Some(c) = candidates.iter().find(|c| c.filename == *filename) {
+            chosen.insert(method.clone(), c.s3_key.clone());
         }
     }
     chosen
@@ -569,8 +581,9 @@ fn strip_bucket(key: &str, bucket: &str) -> String {
         .to_owned()
 }
 
-/// The measuring jobs of a generation request: every source, in batches,
-/// with the methods to measure for. None when nothing needs measuring.
+/// The measuring jobs of a generation request: every candidate, in
+/// batches, with the methods to measure for. None when nothing needs
+/// measuring.
 pub fn plan_measure_jobs(
     requested: &TaskEvent,
     bucket: &str,
@@ -579,7 +592,7 @@ pub fn plan_measure_jobs(
         task_id,
         kind,
         measure,
-        sources,
+        candidates,
         batch_size,
         ..
     } = requested
@@ -589,7 +602,7 @@ pub fn plan_measure_jobs(
     if measure.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(sources
+    Ok(candidates
         .chunks((*batch_size).max(1) as usize)
         .enumerate()
         .map(|(b, chunk)| GenerateJob {
@@ -598,10 +611,11 @@ pub fn plan_measure_jobs(
             kind: *kind,
             items: chunk
                 .iter()
-                .map(|s| JobItem {
-                    filename: s.filename.clone(),
-                    key: strip_bucket(&s.s3_key, bucket),
-                    classtype: s.classtype,
+                .map(|c| JobItem {
+                    filename: c.filename.clone(),
+                    key: strip_bucket(&c.s3_key, bucket),
+                    // Measuring makes no outputs; the split is not used.
+                    classtype: ClassType::Train,
                     outputs: Vec::new(),
                 })
                 .collect(),
@@ -722,6 +736,7 @@ mod tests {
             overrides: Default::default(),
             references: Default::default(),
             measure: vec![],
+            candidates: vec![],
             seed: 1,
             num_aug_p_img: 1,
             data_number: [n, 0, 0],
@@ -767,11 +782,20 @@ mod tests {
 
     #[test]
     fn measuring_comes_first_and_its_last_batch_chooses_the_median() {
-        let sources: Vec<Source> = ["a", "b", "c", "d", "e"]
+        // The project has five images; the run selects two of them.
+        let candidates: Vec<Candidate> = ["a", "b", "c", "d", "e"]
             .iter()
-            .map(|f| Source {
+            .map(|f| Candidate {
                 filename: format!("{f}.png"),
                 s3_key: format!("bkt/p/{f}.png"),
+            })
+            .collect();
+        let sources: Vec<Source> = candidates
+            .iter()
+            .take(2)
+            .map(|c| Source {
+                filename: c.filename.clone(),
+                s3_key: c.s3_key.clone(),
                 classtype: ClassType::Train,
             })
             .collect();
@@ -799,13 +823,14 @@ mod tests {
             overrides,
             references: Default::default(),
             measure: vec!["PRE-002".into()],
+            candidates,
             seed,
             num_aug_p_img: 1,
             data_number,
             sources,
-            to_process: (0..5).collect(),
+            to_process: (0..2).collect(),
             batch_size: 2,
-            number_gen_images: 5,
+            number_gen_images: 2,
             at,
         }];
         let measure = plan_measure_jobs(&log[0], "bkt").unwrap();
@@ -857,20 +882,20 @@ mod tests {
         assert!(!t.measuring());
         // 10, 90, 120, 200: the lower median is c (90).
         assert_eq!(t.references["PRE-002"], "bkt/p/c.png");
+        // Chosen among all five, though c is not in the selection.
         let jobs = plan_jobs(&log[0], &t.references, "bkt").unwrap();
-        assert_eq!(jobs.len(), 3);
+        assert_eq!(jobs.len(), 1);
         assert!(jobs.iter().all(|j| j.references["PRE-002"] == "p/c.png"));
         assert_eq!(t.status, TaskStatus::PreparingData);
     }
 
     #[test]
     fn the_median_ignores_order_and_breaks_ties_by_name() {
-        let sources: Vec<Source> = ["x", "y", "z"]
+        let candidates: Vec<Candidate> = ["x", "y", "z"]
             .iter()
-            .map(|f| Source {
+            .map(|f| Candidate {
                 filename: (*f).into(),
                 s3_key: format!("k/{f}"),
-                classtype: ClassType::Train,
             })
             .collect();
         let m = [
@@ -881,8 +906,8 @@ mod tests {
         let forward: Vec<&Measurement> = m.iter().collect();
         let backward: Vec<&Measurement> = m.iter().rev().collect();
         let methods = vec!["M".to_owned(), "N".to_owned()];
-        let a = median_references(&methods, &forward, &sources);
-        assert_eq!(a, median_references(&methods, &backward, &sources));
+        let a = median_references(&methods, &forward, &candidates);
+        assert_eq!(a, median_references(&methods, &backward, &candidates));
         assert_eq!(a["M"], "k/x");
         assert!(!a.contains_key("N"), "nothing measured for N");
     }

@@ -62,9 +62,10 @@ pub struct Images {
     #[schema(value_type = Object)]
     pub parameters: RawOverrides,
     /// Method id → file name of the reference image to use. A method that
-    /// uses one and is left out gets the selected image with the median
-    /// metric (brightness, hue, saturation; signal-to-noise for the rest),
-    /// measured by the workers before the run (PREPARING_DATA).
+    /// uses one and is left out gets the project's image (of `data_type`)
+    /// with the median metric (brightness, hue, saturation; signal-to-noise
+    /// for the rest), measured by the workers before the run
+    /// (PREPARING_DATA).
     #[serde(default)]
     pub reference_images: BTreeMap<String, String>,
 }

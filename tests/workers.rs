@@ -135,11 +135,9 @@ enum Disruption {
     RestartNats(common::OwnNats),
 }
 
-/// `tessera serve --no-workers` and two `tessera worker` processes on
-/// `broker` run a generation task of 12 images × 3 outputs; `disruption`
-/// strikes as soon as worker 0 is inside a job. The task must finish with
-/// exactly 36 outputs, each recorded and stored once.
-async fn generation_survives(broker: Broker, mut disruption: Disruption) {
+/// `tessera serve` on `broker` with no workers of its own and a fresh
+/// worker pool and bucket: the server, the pool and the bucket.
+async fn serve_without_workers(broker: &Broker) -> (common::Server, String, String) {
     let backend = common::backends().pop().unwrap();
     let pool = format!("t{}", uuid::Uuid::new_v4().simple());
     let bucket = format!("w{}", uuid::Uuid::new_v4().simple());
@@ -154,6 +152,15 @@ async fn generation_survives(broker: Broker, mut disruption: Disruption) {
         ],
     )
     .await;
+    (server, pool, bucket)
+}
+
+/// `tessera serve --no-workers` and two `tessera worker` processes on
+/// `broker` run a generation task of 12 images × 3 outputs; `disruption`
+/// strikes as soon as worker 0 is inside a job. The task must finish with
+/// exactly 36 outputs, each recorded and stored once.
+async fn generation_survives(broker: Broker, mut disruption: Disruption) {
+    let (server, pool, bucket) = serve_without_workers(&broker).await;
     let login = common::signed_up_user(&server, "kim", PASSWORD).await;
     let token = login["id_token"].as_str().unwrap().to_owned();
     let created = call(
@@ -512,20 +519,7 @@ async fn a_stopped_pool_holds_its_jobs_until_started() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_while_measuring_loses_nothing() {
     let Some(broker) = nats() else { return };
-    let backend = common::backends().pop().unwrap();
-    let pool = format!("t{}", uuid::Uuid::new_v4().simple());
-    let bucket = format!("w{}", uuid::Uuid::new_v4().simple());
-    let server = common::Server::start_with(
-        &backend,
-        &[
-            (broker.var, &broker.url),
-            ("TESSERA_EMBEDDED_WORKERS", "false"),
-            ("TESSERA_WORKER_POOL", &pool),
-            ("TESSERA_JOB_ACK_WAIT_SECS", "3"),
-            ("S3_BUCKET", &bucket),
-        ],
-    )
-    .await;
+    let (server, pool, bucket) = serve_without_workers(&broker).await;
     let login = common::signed_up_user(&server, "moe", PASSWORD).await;
     let s3 = common::user_s3(&server, &login);
     // Blue is 11 × the seed: twelve brightness levels.

@@ -602,28 +602,42 @@ pub fn plan_measure_jobs(
     if measure.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(candidates
-        .chunks((*batch_size).max(1) as usize)
-        .enumerate()
-        .map(|(b, chunk)| GenerateJob {
+    let items: Vec<JobItem> = candidates
+        .iter()
+        .map(|c| JobItem {
+            filename: c.filename.clone(),
+            key: strip_bucket(&c.s3_key, bucket),
+            // Measuring makes no outputs; the split is not used.
+            classtype: ClassType::Train,
+            outputs: Vec::new(),
+        })
+        .collect();
+    Ok(batches(
+        GenerateJob {
             task_id: task_id.clone(),
-            batch_no: b as u32,
+            batch_no: 0,
             kind: *kind,
-            items: chunk
-                .iter()
-                .map(|c| JobItem {
-                    filename: c.filename.clone(),
-                    key: strip_bucket(&c.s3_key, bucket),
-                    // Measuring makes no outputs; the split is not used.
-                    classtype: ClassType::Train,
-                    outputs: Vec::new(),
-                })
-                .collect(),
+            items: Vec::new(),
             references: BTreeMap::new(),
             stage: Stage::Measure,
             measure: measure.clone(),
+        },
+        &items,
+        *batch_size,
+    ))
+}
+
+/// `items` cut into jobs of `batch_size`, numbered from 0, each like `job`.
+fn batches(job: GenerateJob, items: &[JobItem], batch_size: u32) -> Vec<GenerateJob> {
+    items
+        .chunks(batch_size.max(1) as usize)
+        .enumerate()
+        .map(|(b, chunk)| GenerateJob {
+            batch_no: b as u32,
+            items: chunk.to_vec(),
+            ..job.clone()
         })
-        .collect())
+        .collect()
 }
 
 /// The jobs of a generation request, batch by batch (the same request and
@@ -705,19 +719,19 @@ pub fn plan_jobs(
         .iter()
         .map(|(m, k)| (m.clone(), strip_bucket(k, bucket)))
         .collect();
-    Ok(items
-        .chunks((*batch_size).max(1) as usize)
-        .enumerate()
-        .map(|(b, chunk)| GenerateJob {
+    Ok(batches(
+        GenerateJob {
             task_id: task_id.clone(),
-            batch_no: b as u32,
+            batch_no: 0,
             kind: *kind,
-            items: chunk.to_vec(),
-            references: references.clone(),
+            items: Vec::new(),
+            references,
             stage: Stage::Generate,
             measure: Vec::new(),
-        })
-        .collect())
+        },
+        &items,
+        *batch_size,
+    ))
 }
 
 #[cfg(test)]

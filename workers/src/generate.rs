@@ -18,7 +18,7 @@ use std::sync::Arc;
 use sha2::Digest;
 use tessera_domain::project::data::{DataItem, DataKind};
 use tessera_domain::task::{
-    GenerateJob, GenerateResult, ImageFailure, Measurement, Stage, TaskKind,
+    GenerateJob, GenerateResult, ImageFailure, JobItem, Measurement, Stage, TaskKind,
 };
 
 use crate::imaging::methods::normalize::reference_metric;
@@ -83,17 +83,10 @@ where
             });
             continue;
         }
-        let source = match objects.get(&item.key).await {
-            Ok(bytes) => Arc::new(bytes),
-            Err(ObjectError::Missing(_)) => {
-                failures.push(ImageFailure {
-                    filename: item.filename.clone(),
-                    reason: "the source image is no longer in storage".into(),
-                });
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(source) = read_source(objects, item, &mut failures).await? else {
+            continue;
         };
+        let source = Arc::new(source);
         let mut made = Vec::with_capacity(item.outputs.len());
         let mut failed = None;
         for out in &item.outputs {
@@ -152,6 +145,26 @@ where
     })
 }
 
+/// A source's bytes; `None` (and a failure of that image) when it is no
+/// longer in storage. Other storage errors fail the job.
+async fn read_source(
+    objects: &dyn Objects,
+    item: &JobItem,
+    failures: &mut Vec<ImageFailure>,
+) -> Result<Option<Vec<u8>>, ObjectError> {
+    match objects.get(&item.key).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(ObjectError::Missing(_)) => {
+            failures.push(ImageFailure {
+                filename: item.filename.clone(),
+                reason: "the source image is no longer in storage".into(),
+            });
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Measures each source of a measuring job for every method it names.
 async fn measure_job<F, Fut>(
     job: &GenerateJob,
@@ -166,16 +179,8 @@ where
     let mut measurements = Vec::with_capacity(job.items.len());
     let mut failures = Vec::new();
     for item in &job.items {
-        let bytes = match objects.get(&item.key).await {
-            Ok(bytes) => bytes,
-            Err(ObjectError::Missing(_)) => {
-                failures.push(ImageFailure {
-                    filename: item.filename.clone(),
-                    reason: "the source image is no longer in storage".into(),
-                });
-                continue;
-            }
-            Err(e) => return Err(e),
+        let Some(bytes) = read_source(objects, item, &mut failures).await? else {
+            continue;
         };
         let methods = job.measure.clone();
         let measured = tokio::task::spawn_blocking(move || {

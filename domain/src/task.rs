@@ -553,10 +553,13 @@ pub fn median_references(
     measurements: &[&Measurement],
     candidates: &[Candidate],
 ) -> BTreeMap<String, String> {
+    // Only the task's own candidates count, whatever a result names.
+    let known: BTreeSet<&str> = candidates.iter().map(|c| c.filename.as_str()).collect();
     let mut chosen = BTreeMap::new();
     for method in methods {
         let mut values: Vec<(f64, &str)> = measurements
             .iter()
+            .filter(|m| known.contains(m.filename.as_str()))
             .filter_map(|m| {
                 let v = *m.metrics.get(method)?;
                 v.is_finite().then_some((v, m.filename.as_str()))
@@ -916,6 +919,8 @@ mod tests {
             measured("z", "M", 5.0),
             measured("x", "M", 5.0),
             measured("y", "M", 1.0),
+            // Not a candidate: ignored (else the lower median would be y).
+            measured("elsewhere", "M", 0.0),
         ];
         let forward: Vec<&Measurement> = m.iter().collect();
         let backward: Vec<&Measurement> = m.iter().rev().collect();

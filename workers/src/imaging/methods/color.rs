@@ -339,9 +339,19 @@ fn map_table(img: &RgbImage, table: &[u8; 256], split: u16) -> RgbImage {
     same_size(img, raw)
 }
 
-/// A per-pixel colour operation on planar blocks of [`BLOCK`] pixels.
+/// A per-pixel colour operation, run on planar blocks of [`BLOCK`] pixels
+/// (the channels as floats, the result as bytes).
 trait PixelOp: Copy {
-    fn block(self, rgb: &[[u8; BLOCK]; 3], out: &mut [[u8; BLOCK]; 3]);
+    fn pixel(self, rgb: [f32; 3]) -> [u8; 3];
+
+    #[inline(always)]
+    fn block(self, [r, g, b]: &[[u8; BLOCK]; 3], [or, og, ob]: &mut [[u8; BLOCK]; 3]) {
+        let pixels = r.iter().zip(g).zip(b);
+        let outs = or.iter_mut().zip(og.iter_mut()).zip(ob.iter_mut());
+        for (((r, g), b), ((or, og), ob)) in pixels.zip(outs) {
+            [*or, *og, *ob] = self.pixel([f32::from(*r), f32::from(*g), f32::from(*b)]);
+        }
+    }
 }
 
 /// Pixels per block: planes of 64 values keep everything in registers and
@@ -457,53 +467,50 @@ struct Hue {
 
 impl PixelOp for Hue {
     #[inline(always)]
-    fn block(self, [r, g, b]: &[[u8; BLOCK]; 3], [or, og, ob]: &mut [[u8; BLOCK]; 3]) {
-        let pixels = r.iter().zip(g).zip(b);
-        let outs = or.iter_mut().zip(og.iter_mut()).zip(ob.iter_mut());
-        for (((r, g), b), ((or, og), ob)) in pixels.zip(outs) {
-            let (r, g, b) = (f32::from(*r), f32::from(*g), f32::from(*b));
-            let (hi, lo) = (max(max(r, g), b), min(min(r, g), b));
-            let d = hi - lo;
-            let (is_r, is_g) = (hi == r, hi == g);
-            let base = if is_r {
-                0.0
-            } else if is_g {
-                2.0
+    fn pixel(self, [r, g, b]: [f32; 3]) -> [u8; 3] {
+        let (hi, lo) = (max(max(r, g), b), min(min(r, g), b));
+        let d = hi - lo;
+        let (is_r, is_g) = (hi == r, hi == g);
+        let base = if is_r {
+            0.0
+        } else if is_g {
+            2.0
+        } else {
+            4.0
+        };
+        let num = if is_r {
+            g - b
+        } else if is_g {
+            b - r
+        } else {
+            r - g
+        };
+        // In -1..12: one wrap either way brings it into 0..6.
+        let h = base + num * reciprocal(d) + self.turn;
+        let h = if h < 0.0 { h + 6.0 } else { h };
+        let h = if h >= 6.0 { h - 6.0 } else { h };
+        let s = min(f32::from(floor_u8(h)), 5.0);
+        let f = h - s;
+        let odd = (s == 1.0) | (s == 3.0) | (s == 5.0);
+        let t = if odd { 1.0 - f } else { f };
+        let mid = f32::from(to_u8(lo + d * t));
+        // Which channel holds the maximum, the middle and the minimum;
+        // all three are whole numbers, so `floor_u8` is their byte (and,
+        // unlike a cast, vectorises).
+        let pick = |top: bool, middle: bool| {
+            floor_u8(if top {
+                hi
+            } else if middle {
+                mid
             } else {
-                4.0
-            };
-            let num = if is_r {
-                g - b
-            } else if is_g {
-                b - r
-            } else {
-                r - g
-            };
-            // In -1..12: one wrap either way brings it into 0..6.
-            let h = base + num * reciprocal(d) + self.turn;
-            let h = if h < 0.0 { h + 6.0 } else { h };
-            let h = if h >= 6.0 { h - 6.0 } else { h };
-            let s = min(f32::from(floor_u8(h)), 5.0);
-            let f = h - s;
-            let odd = (s == 1.0) | (s == 3.0) | (s == 5.0);
-            let t = if odd { 1.0 - f } else { f };
-            let mid = f32::from(to_u8(lo + d * t));
-            // Which channel holds the maximum, the middle and the minimum;
-            // all three are whole numbers, so `floor_u8` is their byte (and,
-            // unlike a cast, vectorises).
-            let pick = |top: bool, middle: bool| {
-                floor_u8(if top {
-                    hi
-                } else if middle {
-                    mid
-                } else {
-                    lo
-                })
-            };
-            *or = pick((s == 0.0) | (s == 5.0), (s == 1.0) | (s == 4.0));
-            *og = pick((s == 1.0) | (s == 2.0), (s == 0.0) | (s == 3.0));
-            *ob = pick((s == 3.0) | (s == 4.0), (s == 2.0) | (s == 5.0));
-        }
+                lo
+            })
+        };
+        [
+            pick((s == 0.0) | (s == 5.0), (s == 1.0) | (s == 4.0)),
+            pick((s == 1.0) | (s == 2.0), (s == 0.0) | (s == 3.0)),
+            pick((s == 3.0) | (s == 4.0), (s == 2.0) | (s == 5.0)),
+        ]
     }
 }
 
@@ -532,19 +539,16 @@ struct Saturation {
 
 impl PixelOp for Saturation {
     #[inline(always)]
-    fn block(self, [r, g, b]: &[[u8; BLOCK]; 3], [or, og, ob]: &mut [[u8; BLOCK]; 3]) {
-        let pixels = r.iter().zip(g).zip(b);
-        let outs = or.iter_mut().zip(og.iter_mut()).zip(ob.iter_mut());
-        for (((r, g), b), ((or, og), ob)) in pixels.zip(outs) {
-            let (r, g, b) = (f32::from(*r), f32::from(*g), f32::from(*b));
-            let (hi, lo) = (max(max(r, g), b), min(min(r, g), b));
-            // Full saturation (min = 0) is as far as the factor can go; a
-            // gray pixel (reciprocal 0) stays as it is.
-            let f = min(self.factor, hi * reciprocal(hi - lo));
-            *or = to_u8(hi - f * (hi - r));
-            *og = to_u8(hi - f * (hi - g));
-            *ob = to_u8(hi - f * (hi - b));
-        }
+    fn pixel(self, [r, g, b]: [f32; 3]) -> [u8; 3] {
+        let (hi, lo) = (max(max(r, g), b), min(min(r, g), b));
+        // Full saturation (min = 0) is as far as the factor can go; a gray
+        // pixel (reciprocal 0) stays as it is.
+        let f = min(self.factor, hi * reciprocal(hi - lo));
+        [
+            to_u8(hi - f * (hi - r)),
+            to_u8(hi - f * (hi - g)),
+            to_u8(hi - f * (hi - b)),
+        ]
     }
 }
 
@@ -595,18 +599,14 @@ struct Gray;
 
 impl PixelOp for Gray {
     #[inline(always)]
-    fn block(self, [r, g, b]: &[[u8; BLOCK]; 3], [or, og, ob]: &mut [[u8; BLOCK]; 3]) {
-        let pixels = r.iter().zip(g).zip(b);
-        let outs = or.iter_mut().zip(og.iter_mut()).zip(ob.iter_mut());
-        for (((r, g), b), ((or, og), ob)) in pixels.zip(outs) {
-            // 299 r + 587 g + 114 b is an integer below 2^24, exact in f32;
-            // so is that plus 500.5, and the product with 0.001 is within
-            // 4e-5 of the true quotient, which is at least 5e-4 from an
-            // integer: its floor is the rounded luma, exactly.
-            let n = 299.0 * f32::from(*r) + 587.0 * f32::from(*g) + 114.0 * f32::from(*b);
-            let l = floor_u8((n + 500.5) * 0.001);
-            (*or, *og, *ob) = (l, l, l);
-        }
+    fn pixel(self, [r, g, b]: [f32; 3]) -> [u8; 3] {
+        // 299 r + 587 g + 114 b is an integer below 2^24, exact in f32; so
+        // is that plus 500.5, and the product with 0.001 is within 4e-5 of
+        // the true quotient, which is at least 5e-4 from an integer: its
+        // floor is the rounded luma, exactly.
+        let n = 299.0 * r + 587.0 * g + 114.0 * b;
+        let l = floor_u8((n + 500.5) * 0.001);
+        [l, l, l]
     }
 }
 

@@ -96,15 +96,24 @@ async fn shipped_nats_conf_gives_each_user_its_job_and_no_more() {
             .unwrap();
     let mut events = operator.subscribe("tessera.events.>").await.unwrap();
     operator.flush().await.unwrap();
-    api.client()
-        .publish("tessera.events.user.UserRegistered", "{}".into())
-        .await
-        .unwrap();
-    api.client().flush().await.unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(10), events.next())
-        .await
-        .unwrap()
-        .unwrap();
+    // A flush does not wait for the server to have the subscription, and
+    // the API's publish on its own connection can overtake it: publish
+    // until the operator sees one (core NATS keeps nothing for later).
+    let started = std::time::Instant::now();
+    let m = loop {
+        api.client()
+            .publish("tessera.events.user.UserRegistered", "{}".into())
+            .await
+            .unwrap();
+        api.client().flush().await.unwrap();
+        if let Ok(m) = tokio::time::timeout(Duration::from_millis(200), events.next()).await {
+            break m.unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the operator never saw an event"
+        );
+    };
     assert_eq!(m.subject.as_str(), "tessera.events.user.UserRegistered");
 
     // ...but cannot publish a job, nor can a worker.

@@ -26,6 +26,190 @@ pub fn dispatch<Op: pulp::WithSimd>(op: Op) -> Op::Output {
     }
 }
 
+/// Explicit x86 byte shuffles, for the loops the compiler does not vectorise
+/// on its own: those that move bytes of interleaved RGB by a stride of 3.
+///
+/// Safe code: `pulp`'s [`V3`] token proves AVX2 is there, its intrinsic
+/// wrappers are safe to call with it, and blocks move between byte arrays
+/// and registers by value (`bytemuck`), never through pointers. An op that
+/// uses them holds the token, is a `pulp::WithSimd` with an
+/// `#[inline(always)]` body, and runs through `V3::vectorize`, so the
+/// intrinsics are inlined into a function compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+pub mod x86 {
+    use core::arch::x86_64::__m128i;
+
+    pub use pulp::x86::V3;
+
+    /// The AVX2 token where the CPU has AVX2, unless a test holds this
+    /// thread to the baseline.
+    #[inline(always)]
+    pub fn v3() -> Option<V3> {
+        if super::baseline_only() {
+            None
+        } else {
+            V3::try_new()
+        }
+    }
+
+    /// A fixed rearrangement of a 48-byte block (16 RGB pixels, three
+    /// registers): output byte `j` is input byte `from(j)`. Each output
+    /// register is the OR of one `pshufb` per input register, whose mask
+    /// picks the bytes that register holds and zeroes the rest.
+    #[derive(Clone, Copy)]
+    pub struct Shuffle48 {
+        masks: [[__m128i; 3]; 3],
+    }
+
+    impl Shuffle48 {
+        /// `from` maps each output byte (0..48) to the input byte it copies;
+        /// an index of 48 or more leaves that output byte 0.
+        #[inline(always)]
+        pub fn new(from: impl Fn(usize) -> usize) -> Self {
+            let mut bytes = [[[0x80u8; 16]; 3]; 3];
+            for (q, out) in bytes.iter_mut().enumerate() {
+                for (r, mask) in out.iter_mut().enumerate() {
+                    for (j, m) in mask.iter_mut().enumerate() {
+                        let i = from(16 * q + j);
+                        if i / 16 == r {
+                            *m = (i % 16) as u8;
+                        }
+                    }
+                }
+            }
+            Self {
+                masks: bytes.map(|out| out.map(pulp::bytemuck::cast)),
+            }
+        }
+
+        /// The rearranged block. No closures here: a closure's body is a
+        /// function of its own, compiled without AVX2, where the intrinsics
+        /// would be calls.
+        #[inline(always)]
+        pub fn apply(&self, simd: V3, block: [__m128i; 3]) -> [__m128i; 3] {
+            let [a, b, c] = block;
+            let [m0, m1, m2] = self.masks;
+            [
+                pick(simd, [a, b, c], m0),
+                pick(simd, [a, b, c], m1),
+                pick(simd, [a, b, c], m2),
+            ]
+        }
+    }
+
+    /// One output register: the OR of each input register shuffled by its
+    /// mask.
+    #[inline(always)]
+    fn pick(simd: V3, [a, b, c]: [__m128i; 3], [ma, mb, mc]: [__m128i; 3]) -> __m128i {
+        let s = simd.ssse3;
+        let or = simd.sse2;
+        or._mm_or_si128(
+            or._mm_or_si128(s._mm_shuffle_epi8(a, ma), s._mm_shuffle_epi8(b, mb)),
+            s._mm_shuffle_epi8(c, mc),
+        )
+    }
+
+    /// Splits interleaved RGB into planes, 16 pixels per step.
+    #[derive(Clone, Copy)]
+    pub struct Deinterleave {
+        simd: V3,
+        planes: Shuffle48,
+    }
+
+    impl Deinterleave {
+        #[inline(always)]
+        pub fn new(simd: V3) -> Self {
+            Self {
+                simd,
+                // Plane q, value k <- byte 3k + q.
+                planes: Shuffle48::new(|j| 3 * (j % 16) + j / 16),
+            }
+        }
+
+        /// The AVX2 token it was made with.
+        #[inline(always)]
+        pub fn simd(&self) -> V3 {
+            self.simd
+        }
+
+        /// As far as whole steps go in all four slices; returns the pixels
+        /// done.
+        #[inline(always)]
+        pub fn run(&self, rgb: &[u8], r: &mut [u8], g: &mut [u8], b: &mut [u8]) -> usize {
+            let mut done = 0;
+            let pieces = r.chunks_exact_mut(16).zip(g.chunks_exact_mut(16));
+            for ((block, (r, g)), b) in rgb.chunks_exact(48).zip(pieces).zip(b.chunks_exact_mut(16))
+            {
+                if let Ok(block) = <&[u8; 48]>::try_from(block) {
+                    let out: [u8; 48] =
+                        pulp::bytemuck::cast(self.planes.apply(self.simd, load48(block)));
+                    let (pr, rest) = out.split_at(16);
+                    let (pg, pb) = rest.split_at(16);
+                    r.copy_from_slice(pr);
+                    g.copy_from_slice(pg);
+                    b.copy_from_slice(pb);
+                    done += 16;
+                }
+            }
+            done
+        }
+    }
+
+    /// A 48-byte block as three registers.
+    #[inline(always)]
+    pub fn load48(block: &[u8; 48]) -> [__m128i; 3] {
+        pulp::bytemuck::cast(*block)
+    }
+
+    /// Three registers as a 48-byte block.
+    #[inline(always)]
+    pub fn store48(out: &mut [u8; 48], regs: [__m128i; 3]) {
+        *out = pulp::bytemuck::cast(regs);
+    }
+}
+
+/// How interleaved RGB is split into planes: byte shuffles on AVX2
+/// machines, plain loops otherwise (the same bytes either way).
+#[derive(Clone, Copy)]
+pub enum Split {
+    Loops,
+    #[cfg(target_arch = "x86_64")]
+    Shuffles(x86::Deinterleave),
+}
+
+impl Split {
+    /// Shuffles where this CPU has AVX2, unless a test holds the thread to
+    /// the baseline. Code using them must run through
+    /// `pulp::Simd::vectorize` with the token (see [`x86`]).
+    pub fn best() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = x86::v3() {
+            return Self::Shuffles(x86::Deinterleave::new(simd));
+        }
+        Self::Loops
+    }
+
+    /// The first pixels of `rgb` into `r`, `g`, `b`, as many as the
+    /// shortest of them holds.
+    #[inline(always)]
+    pub fn run(self, rgb: &[u8], r: &mut [u8], g: &mut [u8], b: &mut [u8]) {
+        #[cfg(target_arch = "x86_64")]
+        let done = match self {
+            Self::Shuffles(d) => d.run(rgb, r, g, b),
+            Self::Loops => 0,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        let pixels = rgb.chunks_exact(3).skip(done);
+        let planes = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()).skip(done);
+        for (px, ((r, g), b)) in pixels.zip(planes) {
+            if let &[pr, pg, pb] = px {
+                (*r, *g, *b) = (pr, pg, pb);
+            }
+        }
+    }
+}
+
 #[cfg(not(test))]
 #[inline(always)]
 fn baseline_only() -> bool {

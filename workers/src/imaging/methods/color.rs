@@ -6,8 +6,10 @@ use std::sync::OnceLock;
 use image::RgbImage;
 use tessera_domain::generation::SplitMix64;
 
-use super::{dispatch, floor_u8, look_up, lut, same_size, to_u8};
+use super::{dispatch, floor_u8, look_up, lut, round_in_range, same_size, to_u8};
 use crate::imaging::buffers;
+#[cfg(target_arch = "x86_64")]
+use crate::imaging::simd::x86;
 
 /// AUG-011: multiplies every channel by `factor` (1 = unchanged), clamping at
 /// white.
@@ -358,22 +360,113 @@ trait PixelOp: Copy {
 /// L1 while the loops run at full width.
 const BLOCK: usize = 64;
 
-struct MapPixels<'a, Op> {
+/// How a block of interleaved RGB becomes three planes and back.
+trait Planar: Copy {
+    fn split(self, s: &[u8; 3 * BLOCK], planes: &mut [[u8; BLOCK]; 3]);
+    fn join(self, planes: &[[u8; BLOCK]; 3], d: &mut [u8; 3 * BLOCK]);
+}
+
+/// Plain loops, for any CPU (the compiler keeps them scalar: stride 3).
+#[derive(Clone, Copy)]
+struct Loops;
+
+impl Planar for Loops {
+    #[inline(always)]
+    fn split(self, s: &[u8; 3 * BLOCK], [r, g, b]: &mut [[u8; BLOCK]; 3]) {
+        for (px, ((r, g), b)) in s
+            .chunks_exact(3)
+            .zip(r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()))
+        {
+            if let &[pr, pg, pb] = px {
+                (*r, *g, *b) = (pr, pg, pb);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn join(self, [r, g, b]: &[[u8; BLOCK]; 3], d: &mut [u8; 3 * BLOCK]) {
+        for (px, ((r, g), b)) in d
+            .chunks_exact_mut(3)
+            .zip(r.iter().zip(g.iter()).zip(b.iter()))
+        {
+            if let [pr, pg, pb] = px {
+                (*pr, *pg, *pb) = (*r, *g, *b);
+            }
+        }
+    }
+}
+
+/// Byte shuffles of 16 pixels at a time (AVX2 machines).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Shuffles {
+    simd: x86::V3,
+    split: x86::Deinterleave,
+    join: x86::Shuffle48,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Shuffles {
+    #[inline(always)]
+    fn new(simd: x86::V3) -> Self {
+        Self {
+            simd,
+            split: x86::Deinterleave::new(simd),
+            // Byte 3k + c <- plane c, value k.
+            join: x86::Shuffle48::new(|j| 16 * (j % 3) + j / 3),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Planar for Shuffles {
+    #[inline(always)]
+    fn split(self, s: &[u8; 3 * BLOCK], [r, g, b]: &mut [[u8; BLOCK]; 3]) {
+        self.split.run(s, r, g, b);
+    }
+
+    #[inline(always)]
+    fn join(self, [r, g, b]: &[[u8; BLOCK]; 3], d: &mut [u8; 3 * BLOCK]) {
+        let pieces = r
+            .chunks_exact(16)
+            .zip(g.chunks_exact(16))
+            .zip(b.chunks_exact(16));
+        for (out, ((r, g), b)) in d.chunks_exact_mut(48).zip(pieces) {
+            let mut planes = [0u8; 48];
+            let (pr, rest) = planes.split_at_mut(16);
+            let (pg, pb) = rest.split_at_mut(16);
+            pr.copy_from_slice(r);
+            pg.copy_from_slice(g);
+            pb.copy_from_slice(b);
+            if let Ok(out) = <&mut [u8; 48]>::try_from(out) {
+                x86::store48(out, self.join.apply(self.simd, x86::load48(&planes)));
+            }
+        }
+    }
+}
+
+struct MapPixels<'a, Op, P> {
     src: &'a [u8],
     dst: &'a mut [u8],
     op: Op,
+    planar: P,
 }
 
-impl<Op: PixelOp> pulp::WithSimd for MapPixels<'_, Op> {
+impl<Op: PixelOp, P: Planar> pulp::WithSimd for MapPixels<'_, Op, P> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
-        let op = self.op;
+        let (op, planar) = (self.op, self.planar);
         let mut s_blocks = self.src.chunks_exact(3 * BLOCK);
         let mut d_blocks = self.dst.chunks_exact_mut(3 * BLOCK);
         for (s, d) in s_blocks.by_ref().zip(d_blocks.by_ref()) {
-            run_block(s, d, op);
+            if let (Ok(s), Ok(d)) = (
+                <&[u8; 3 * BLOCK]>::try_from(s),
+                <&mut [u8; 3 * BLOCK]>::try_from(d),
+            ) {
+                run_block(s, d, op, planar);
+            }
         }
         // The last pixels, padded to a block.
         let (rest_s, rest_d) = (s_blocks.remainder(), d_blocks.into_remainder());
@@ -383,7 +476,7 @@ impl<Op: PixelOp> pulp::WithSimd for MapPixels<'_, Op> {
             for (p, v) in s.iter_mut().zip(rest_s) {
                 *p = *v;
             }
-            run_block(&s, &mut d, op);
+            run_block(&s, &mut d, op, planar);
             for (o, v) in rest_d.iter_mut().zip(d) {
                 *o = v;
             }
@@ -393,38 +486,38 @@ impl<Op: PixelOp> pulp::WithSimd for MapPixels<'_, Op> {
 
 /// Splits a block into planes, runs the op, interleaves the result.
 #[inline(always)]
-fn run_block(s: &[u8], d: &mut [u8], op: impl PixelOp) {
+fn run_block(s: &[u8; 3 * BLOCK], d: &mut [u8; 3 * BLOCK], op: impl PixelOp, planar: impl Planar) {
     let mut planes = [[0u8; BLOCK]; 3];
     let mut out = [[0u8; BLOCK]; 3];
-    let [r, g, b] = &mut planes;
-    for (px, ((r, g), b)) in s
-        .chunks_exact(3)
-        .zip(r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()))
-    {
-        if let &[pr, pg, pb] = px {
-            (*r, *g, *b) = (pr, pg, pb);
-        }
-    }
+    planar.split(s, &mut planes);
     op.block(&planes, &mut out);
-    let [r, g, b] = &out;
-    for (px, ((r, g), b)) in d
-        .chunks_exact_mut(3)
-        .zip(r.iter().zip(g.iter()).zip(b.iter()))
-    {
-        if let [pr, pg, pb] = px {
-            (*pr, *pg, *pb) = (*r, *g, *b);
-        }
-    }
+    planar.join(&out, d);
 }
 
-/// Runs a pixel op over the whole image.
+/// Runs a pixel op over the whole image: with byte shuffles where the CPU
+/// has AVX2, with plain loops otherwise (the same bytes either way).
 fn map_pixels(img: &RgbImage, op: impl PixelOp) -> RgbImage {
     let src = img.as_raw();
     let mut raw = buffers::take(src.len());
+    let dst = raw.as_mut_slice();
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = x86::v3() {
+        pulp::Simd::vectorize(
+            simd,
+            MapPixels {
+                src,
+                dst,
+                op,
+                planar: Shuffles::new(simd),
+            },
+        );
+        return same_size(img, raw);
+    }
     dispatch(MapPixels {
         src,
-        dst: &mut raw,
+        dst,
         op,
+        planar: Loops,
     });
     same_size(img, raw)
 }
@@ -544,10 +637,12 @@ impl PixelOp for Saturation {
         // Full saturation (min = 0) is as far as the factor can go; a gray
         // pixel (reciprocal 0) stays as it is.
         let f = min(self.factor, hi * reciprocal(hi - lo));
+        // With 0 <= f <= hi / (hi - lo) and lo <= c <= hi, every result is
+        // in 0..=hi (to within a rounding of the products).
         [
-            to_u8(hi - f * (hi - r)),
-            to_u8(hi - f * (hi - g)),
-            to_u8(hi - f * (hi - b)),
+            round_in_range(hi - f * (hi - r)),
+            round_in_range(hi - f * (hi - g)),
+            round_in_range(hi - f * (hi - b)),
         ]
     }
 }
@@ -556,7 +651,7 @@ impl PixelOp for Saturation {
 /// unchanged), clamping at full saturation. With hue and value fixed, every
 /// channel sits at `max - s·t·max` for a `t` set by the hue, so scaling the
 /// saturation scales each channel's distance from the maximum: no round trip
-/// through HSV is needed.
+/// through HSV is needed. Results round to the nearest value, ties to even.
 pub fn saturation(img: &RgbImage, factor: f32) -> RgbImage {
     let factor = factor.max(0.0);
     map_pixels(img, Saturation { factor })
@@ -615,7 +710,119 @@ impl PixelOp for Gray {
 /// encoder see one pixel layout; a three-channel gray JPEG costs little more
 /// than a one-channel one.
 pub fn grayscale(img: &RgbImage) -> RgbImage {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = x86::v3() {
+        let src = img.as_raw();
+        let mut raw = buffers::take(src.len());
+        pulp::Simd::vectorize(
+            simd,
+            GrayShuffled {
+                simd,
+                src,
+                dst: &mut raw,
+            },
+        );
+        return same_size(img, raw);
+    }
     map_pixels(img, Gray)
+}
+
+/// Grayscale with byte shuffles (AVX2 machines), 16 pixels at a time
+/// straight from the interleaved bytes: the channels are gathered into
+/// three registers, the weighted sum taken with `madd` on 16-bit pairs
+/// (299 r + 587 g, 114 b + 500 · 1, exact in 32 bits), and the luma spread
+/// back to all three channels. The rounding is [`Gray`]'s: (n + 0.5) ·
+/// 0.001 in f32, truncated, so both give the same bytes.
+#[cfg(target_arch = "x86_64")]
+struct GrayShuffled<'a> {
+    simd: x86::V3,
+    src: &'a [u8],
+    dst: &'a mut [u8],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl pulp::WithSimd for GrayShuffled<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let Self { simd, src, dst } = self;
+        let (sse2, avx) = (simd.sse2, simd.avx);
+        let planes = x86::Shuffle48::new(|j| 3 * (j % 16) + j / 16);
+        // From the first register only: byte 3k + c <- luma k.
+        let spread = x86::Shuffle48::new(|j| j / 3);
+        let rg_weights = avx._mm256_set1_epi32(299 | (587 << 16));
+        let b_weights = avx._mm256_set1_epi32(114 | (500 << 16));
+        let ones = sse2._mm_set1_epi8(1);
+        let zero = sse2._mm_setzero_si128();
+        let (half, milli) = (avx._mm256_set1_ps(0.5), avx._mm256_set1_ps(0.001));
+        let mut ins = src.chunks_exact(48);
+        let mut outs = dst.chunks_exact_mut(48);
+        for (i, o) in ins.by_ref().zip(outs.by_ref()) {
+            let (Ok(i), Ok(o)) = (<&[u8; 48]>::try_from(i), <&mut [u8; 48]>::try_from(o)) else {
+                continue;
+            };
+            let [r, g, b] = planes.apply(simd, x86::load48(i));
+            let w = (rg_weights, b_weights, half, milli);
+            let lo = luma8(
+                simd,
+                sse2._mm_unpacklo_epi8(r, g),
+                sse2._mm_unpacklo_epi8(b, ones),
+                w,
+            );
+            let hi = luma8(
+                simd,
+                sse2._mm_unpackhi_epi8(r, g),
+                sse2._mm_unpackhi_epi8(b, ones),
+                w,
+            );
+            let l = sse2._mm_packus_epi16(words(simd, lo), words(simd, hi));
+            x86::store48(o, spread.apply(simd, [l, zero, zero]));
+        }
+        for (o, i) in outs
+            .into_remainder()
+            .chunks_exact_mut(3)
+            .zip(ins.remainder().chunks_exact(3))
+        {
+            if let (&[r, g, b], [or, og, ob]) = (i, o) {
+                [*or, *og, *ob] = Gray.pixel([f32::from(r), f32::from(g), f32::from(b)]);
+            }
+        }
+    }
+}
+
+/// Luma of 8 pixels from their (r, g) and (b, 1) byte pairs. A function,
+/// not a closure: a closure is compiled without AVX2 (see `Shuffle48`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn luma8(
+    simd: x86::V3,
+    rg: core::arch::x86_64::__m128i,
+    b1: core::arch::x86_64::__m128i,
+    (rg_weights, b_weights, half, milli): (
+        core::arch::x86_64::__m256i,
+        core::arch::x86_64::__m256i,
+        core::arch::x86_64::__m256,
+        core::arch::x86_64::__m256,
+    ),
+) -> core::arch::x86_64::__m256i {
+    let (avx, avx2) = (simd.avx, simd.avx2);
+    let n = avx2._mm256_add_epi32(
+        avx2._mm256_madd_epi16(avx2._mm256_cvtepu8_epi16(rg), rg_weights),
+        avx2._mm256_madd_epi16(avx2._mm256_cvtepu8_epi16(b1), b_weights),
+    );
+    let f = avx._mm256_mul_ps(avx._mm256_add_ps(avx._mm256_cvtepi32_ps(n), half), milli);
+    avx._mm256_cvttps_epi32(f)
+}
+
+/// Eight 32-bit lanes (0..=255) as 16-bit ones.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn words(simd: x86::V3, v: core::arch::x86_64::__m256i) -> core::arch::x86_64::__m128i {
+    simd.sse4_1._mm_packus_epi32(
+        simd.avx._mm256_castsi256_si128(v),
+        simd.avx2._mm256_extracti128_si256::<1>(v),
+    )
 }
 
 /// AUG-008: adds independent gaussian noise to every channel of every pixel;
@@ -625,7 +832,7 @@ pub fn grayscale(img: &RgbImage) -> RgbImage {
 /// ±4.3 sigma, invisible at 8 bits per channel).
 pub fn gaussian_noise(img: &RgbImage, mean: f32, std: f32, rng: &mut SplitMix64) -> RgbImage {
     let table = normal_quantiles();
-    let mut out = img.clone();
+    let mut out = same_size(img, buffers::copy_of(img.as_raw()));
     let (mean, std) = (mean * 255.0, std * 255.0);
     let buf: &mut [u8] = &mut out;
     for chunk in buf.chunks_mut(4) {

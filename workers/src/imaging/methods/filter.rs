@@ -274,8 +274,7 @@ fn sharpen_rows(img: &RgbImage, factor: f32) -> Vec<u8> {
     // The border pixels are kept: start from a copy. (Results go straight
     // into place; a block returned and appended would be stored in halves
     // and reloaded whole, which stalls.)
-    let mut raw = crate::imaging::buffers::take(src.len());
-    raw.copy_from_slice(src);
+    let mut raw = crate::imaging::buffers::copy_of(src);
     let inner = stride - 6;
     let full = inner / SHARP_LANES * SHARP_LANES;
     let rows = src.chunks_exact(stride);

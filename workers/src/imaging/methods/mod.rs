@@ -61,6 +61,15 @@ pub(crate) fn floor_u8(y: f32) -> u8 {
     r.to_bits().wrapping_sub(down) as u8
 }
 
+/// `v` rounded to the nearest integer (ties to even), for `v` known to lie
+/// in −0.5..255.5: adding 2^23 leaves exactly that rounding in the low
+/// mantissa bits. One addition per lane, where [`to_u8`] needs the clamps
+/// and the correction to round half up.
+#[inline(always)]
+pub(crate) fn round_in_range(v: f32) -> u8 {
+    (v + 8_388_608.0).to_bits() as u8
+}
+
 pub(crate) use super::simd::dispatch;
 #[cfg(test)]
 pub(crate) use super::simd::with_baseline;

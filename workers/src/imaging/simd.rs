@@ -126,12 +126,6 @@ pub mod x86 {
             }
         }
 
-        /// The AVX2 token it was made with.
-        #[inline(always)]
-        pub fn simd(&self) -> V3 {
-            self.simd
-        }
-
         /// As far as whole steps go in all four slices; returns the pixels
         /// done.
         #[inline(always)]
@@ -165,48 +159,6 @@ pub mod x86 {
     #[inline(always)]
     pub fn store48(out: &mut [u8; 48], regs: [__m128i; 3]) {
         *out = pulp::bytemuck::cast(regs);
-    }
-}
-
-/// How interleaved RGB is split into planes: byte shuffles on AVX2
-/// machines, plain loops otherwise (the same bytes either way).
-#[derive(Clone, Copy)]
-pub enum Split {
-    Loops,
-    #[cfg(target_arch = "x86_64")]
-    Shuffles(x86::Deinterleave),
-}
-
-impl Split {
-    /// Shuffles where this CPU has AVX2, unless a test holds the thread to
-    /// the baseline. Code using them must run through
-    /// `pulp::Simd::vectorize` with the token (see [`x86`]).
-    pub fn best() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(simd) = x86::v3() {
-            return Self::Shuffles(x86::Deinterleave::new(simd));
-        }
-        Self::Loops
-    }
-
-    /// The first pixels of `rgb` into `r`, `g`, `b`, as many as the
-    /// shortest of them holds.
-    #[inline(always)]
-    pub fn run(self, rgb: &[u8], r: &mut [u8], g: &mut [u8], b: &mut [u8]) {
-        #[cfg(target_arch = "x86_64")]
-        let done = match self {
-            Self::Shuffles(d) => d.run(rgb, r, g, b),
-            Self::Loops => 0,
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let done = 0;
-        let pixels = rgb.chunks_exact(3).skip(done);
-        let planes = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()).skip(done);
-        for (px, ((r, g), b)) in pixels.zip(planes) {
-            if let &[pr, pg, pb] = px {
-                (*r, *g, *b) = (pr, pg, pb);
-            }
-        }
     }
 }
 

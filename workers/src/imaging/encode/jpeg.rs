@@ -300,32 +300,21 @@ fn transpose(m: &mut Block) {
 /// equations in 16-bit fixed point (the coefficients of Y sum to exactly
 /// 2^16, those of Cb and Cr to 0, so greys are exact). The planes are
 /// padded to whole blocks by repeating the last pixel.
-///
-/// The row is first split into planes (`planes`, one image row long each),
-/// by byte shuffles where the CPU has them; on planes the conversion is
-/// plain lane arithmetic.
 #[inline(always)]
-fn convert_row(
-    rgb: &[u8],
-    split: simd::Split,
-    planes: &mut [Vec<u8>; 3],
-    y: &mut [i16],
-    cb: &mut [i16],
-    cr: &mut [i16],
-) {
-    let [pr, pg, pb] = planes;
-    split.run(rgb, pr, pg, pb);
-    let n = (rgb.len() / 3).min(pr.len());
-    let pixels = pr.iter().zip(pg.iter()).zip(pb.iter()).take(n);
-    for ((((&r, &g), &b), y), (cb, cr)) in pixels
+fn convert_row(rgb: &[u8], y: &mut [i16], cb: &mut [i16], cr: &mut [i16]) {
+    let (pixels, _) = rgb.as_chunks::<3>();
+    for (((&[r, g, b], y), cb), cr) in pixels
+        .iter()
         .zip(y.iter_mut())
-        .zip(cb.iter_mut().zip(cr.iter_mut()))
+        .zip(cb.iter_mut())
+        .zip(cr.iter_mut())
     {
         let (r, g, b) = (i32::from(r), i32::from(g), i32::from(b));
         *y = (((19595 * r + 38470 * g + 7471 * b + 32768) >> 16) - 128) as i16;
         *cb = ((-11059 * r - 21709 * g + 32768 * b + 32767) >> 16) as i16;
         *cr = ((32768 * r - 27439 * g - 5329 * b + 32767) >> 16) as i16;
     }
+    let n = pixels.len();
     for plane in [y, cb, cr] {
         let last = n.checked_sub(1).and_then(|i| plane.get(i)).copied();
         if let (Some(last), Some(tail)) = (last, plane.get_mut(n..)) {
@@ -686,7 +675,7 @@ fn encode_block(
 /// converted to Y, Cb and Cr rows, laid out as groups of 8 blocks, then each
 /// group is transformed and its blocks coded.
 #[inline(always)]
-fn scan(img: &RgbImage, t: &Tables, out: Vec<u8>, split: simd::Split) -> Vec<u8> {
+fn scan(img: &RgbImage, t: &Tables, out: Vec<u8>) -> Vec<u8> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let stride = w * 3;
     let blocks = w.div_ceil(8);
@@ -699,7 +688,6 @@ fn scan(img: &RgbImage, t: &Tables, out: Vec<u8>, split: simd::Split) -> Vec<u8>
         out,
     };
     let mut rows = [vec![0i16; padded], vec![0i16; padded], vec![0i16; padded]];
-    let mut split_planes = [vec![0u8; w], vec![0u8; w], vec![0u8; w]];
     let empty: Group = [[[0; 8]; 8]; 8];
     let mut planes = [
         vec![empty; groups],
@@ -713,7 +701,7 @@ fn scan(img: &RgbImage, t: &Tables, out: Vec<u8>, split: simd::Split) -> Vec<u8>
             let sy = (y0 + i).min(h - 1);
             let src = raw.get(sy * stride..(sy + 1) * stride).unwrap_or(&[]);
             let [yr, cbr, crr] = &mut rows;
-            convert_row(src, split, &mut split_planes, yr, cbr, crr);
+            convert_row(src, yr, cbr, crr);
             for (row, plane) in rows.iter().zip(planes.iter_mut()) {
                 interleave(row, plane, i);
             }
@@ -814,18 +802,10 @@ pub fn encode(img: &RgbImage, quality: u8) -> Option<Vec<u8>> {
     // quality 90 stay under; the vector grows if not.
     let mut out = Vec::with_capacity(1024 + img.as_raw().len() / 6);
     headers(&mut out, width, height, &tables);
-    let mut out = match simd::Split::best() {
-        #[cfg(target_arch = "x86_64")]
-        split @ simd::Split::Shuffles(d) => pulp::Simd::vectorize(
-            d.simd(),
-            #[inline(always)]
-            || scan(img, &tables, out, split),
-        ),
-        split => simd::dispatch(
-            #[inline(always)]
-            || scan(img, &tables, out, split),
-        ),
-    };
+    let mut out = simd::dispatch(
+        #[inline(always)]
+        || scan(img, &tables, out),
+    );
     out.extend_from_slice(&[0xFF, 0xD9]);
     Some(out)
 }

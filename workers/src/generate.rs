@@ -86,20 +86,37 @@ where
         let Some(source) = read_source(objects, item, &mut failures).await? else {
             continue;
         };
-        let source = Arc::new(source);
+        if item.outputs.is_empty() {
+            continue;
+        }
+        // Decoded once; every output of the image starts from it.
+        let decoded = tokio::task::spawn_blocking(move || imaging::decode(&source, &limits))
+            .await
+            .map_err(|e| ObjectError::Unavailable(format!("image work stopped: {e}")))?;
+        let decoded = match decoded {
+            Ok(decoded) => Arc::new(decoded),
+            Err(e) => {
+                failures.push(ImageFailure {
+                    filename: item.filename.clone(),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
         let mut made = Vec::with_capacity(item.outputs.len());
         let mut failed = None;
         for out in &item.outputs {
             let steps = out.steps.clone();
-            let source = source.clone();
+            let source = decoded.clone();
             let refs = references.clone();
-            let processed = tokio::task::spawn_blocking(move || {
-                imaging::process(&source, &limits, &steps, |m| refs.get(m))
+            let rendered = tokio::task::spawn_blocking(move || {
+                imaging::render(&source, &steps, |m| refs.get(m))
             })
             .await
             .map_err(|e| ObjectError::Unavailable(format!("image work stopped: {e}")))?;
-            match processed {
-                Ok((bytes, format)) => {
+            let format = decoded.format;
+            match rendered {
+                Ok(bytes) => {
                     let hash = hex::encode(sha2::Sha256::digest(&bytes));
                     let size = bytes.len() as u64;
                     objects.put(&out.key, bytes, format.content_type()).await?;
@@ -124,6 +141,9 @@ where
                 }
             }
             heartbeat().await;
+        }
+        if let Ok(done) = Arc::try_unwrap(decoded) {
+            imaging::buffers::give(done.image.into_raw());
         }
         match failed {
             // An image fails whole: none of its outputs are reported.

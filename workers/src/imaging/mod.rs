@@ -220,13 +220,16 @@ pub fn apply(
 /// Runs steps one after the other, each with its own generator (from its
 /// `pixel_seed`) and its own reference image (`reference_for(method_id)`).
 /// The orientation is consumed by PRE-000: later steps see upright pixels.
+///
+/// `img` is only read, so several outputs can start from one decoded
+/// source; the images in between give their buffers back.
 pub fn run_pipeline<'r>(
     steps: &[SampledMethod],
-    img: RgbImage,
+    img: &RgbImage,
     orientation: Orientation,
     reference_for: impl Fn(&str) -> Option<&'r RgbImage>,
 ) -> Result<RgbImage, ImagingError> {
-    let mut current = img;
+    let mut current: Option<RgbImage> = None;
     let mut orientation = orientation;
     for step in steps {
         let ctx = Context {
@@ -234,17 +237,33 @@ pub fn run_pipeline<'r>(
             orientation,
         };
         let mut rng = step.pixel_rng();
-        let next = apply(&step.method_id, &step.params, &current, &ctx, &mut rng)?;
-        buffers::give(std::mem::replace(&mut current, next).into_raw());
+        let input = current.as_ref().unwrap_or(img);
+        let next = apply(&step.method_id, &step.params, input, &ctx, &mut rng)?;
+        if let Some(done) = current.replace(next) {
+            buffers::give(done.into_raw());
+        }
         if step.method_id == "PRE-000" {
             orientation = Orientation::NoTransforms;
         }
     }
-    Ok(current)
+    Ok(current.unwrap_or_else(|| methods::same_size(img, buffers::copy_of(img.as_raw()))))
 }
 
-/// One output image from source bytes: decode within `limits`, run the
-/// steps, encode in the source's container.
+/// One output image from a decoded source: run the steps, encode in the
+/// source's container. The source is left as it is, for the next output.
+pub fn render<'r>(
+    source: &Decoded,
+    steps: &[SampledMethod],
+    reference_for: impl Fn(&str) -> Option<&'r RgbImage>,
+) -> Result<Vec<u8>, ImagingError> {
+    let out = run_pipeline(steps, &source.image, source.orientation, reference_for)?;
+    let bytes = encode(&out, source.format)?;
+    buffers::give(out.into_raw());
+    Ok(bytes)
+}
+
+/// One output image from source bytes: decode within `limits`, then
+/// [`render`].
 pub fn process<'r>(
     source: &[u8],
     limits: &DecodeLimits,
@@ -252,10 +271,9 @@ pub fn process<'r>(
     reference_for: impl Fn(&str) -> Option<&'r RgbImage>,
 ) -> Result<(Vec<u8>, OutputFormat), ImagingError> {
     let decoded = decode(source, limits)?;
-    let out = run_pipeline(steps, decoded.image, decoded.orientation, reference_for)?;
-    let bytes = encode(&out, decoded.format)?;
-    buffers::give(out.into_raw());
-    Ok((bytes, decoded.format))
+    let bytes = render(&decoded, steps, reference_for);
+    buffers::give(decoded.image.into_raw());
+    Ok((bytes?, decoded.format))
 }
 
 #[cfg(test)]
@@ -375,7 +393,7 @@ mod tests {
         let steps: Vec<SampledMethod> = plan.iter().map(|m| sample(m, 5, 0, None)).collect();
         let img = texture(30, 20);
         let reference = texture(50, 40);
-        let out = run_pipeline(&steps, img, Orientation::Rotate90, |_| Some(&reference)).unwrap();
+        let out = run_pipeline(&steps, &img, Orientation::Rotate90, |_| Some(&reference)).unwrap();
         assert_eq!(out.dimensions(), (50, 40));
 
         // Grayscale plan: orient, gray, resize.
@@ -383,7 +401,7 @@ mod tests {
         let plan = generation::preprocessing_plan(&chosen).unwrap();
         assert_eq!(generation::kind_of(&plan), Some(MethodKind::Preprocess));
         let steps: Vec<SampledMethod> = plan.iter().map(|m| sample(m, 5, 0, None)).collect();
-        let out = run_pipeline(&steps, texture(30, 20), Orientation::Rotate270, |_| None).unwrap();
+        let out = run_pipeline(&steps, &texture(30, 20), Orientation::Rotate270, |_| None).unwrap();
         assert_eq!(out.dimensions(), (20, 30));
         assert!(out.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]));
     }

@@ -523,8 +523,9 @@ fn end_to_end(dir: &Path, python: &Path, min_seconds: f64, rounds: usize) {
         .iter()
         .map(|k| job("e2e", std::slice::from_ref(k), &[vec![brightness.clone()]]))
         .collect();
-    let run_ours = || {
-        rate(&single, min_seconds, |j| {
+    // Jobs per second over `jobs`, each checked for `outputs` outputs.
+    let job_rate = |jobs: &[GenerateJob], outputs: usize| {
+        rate(jobs, min_seconds, |j| {
             let result = rt
                 .block_on(generate::run_job(
                     j,
@@ -533,9 +534,10 @@ fn end_to_end(dir: &Path, python: &Path, min_seconds: f64, rounds: usize) {
                     || async {},
                 ))
                 .unwrap();
-            assert_eq!(result.outputs.len(), 1, "{:?}", result.failures);
+            assert_eq!(result.outputs.len(), outputs, "{:?}", result.failures);
         })
     };
+    let run_ours = || job_rate(&single, 1);
     let spec = json!({
         "images": paths,
         "min_seconds": min_seconds,
@@ -563,18 +565,7 @@ fn end_to_end(dir: &Path, python: &Path, min_seconds: f64, rounds: usize) {
         .iter()
         .map(|k| job("e2e3", std::slice::from_ref(k), &three))
         .collect();
-    let ours_three = 3.0
-        * rate(&triple, min_seconds, |j| {
-            let result = rt
-                .block_on(generate::run_job(
-                    j,
-                    store.as_ref(),
-                    DecodeLimits::default(),
-                    || async {},
-                ))
-                .unwrap();
-            assert_eq!(result.outputs.len(), 3, "{:?}", result.failures);
-        });
+    let ours_three = 3.0 * job_rate(&triple, 3);
     // Where our time goes.
     let decoded: Vec<RgbImage> = files
         .iter()

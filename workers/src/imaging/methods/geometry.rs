@@ -212,77 +212,70 @@ pub fn rotate(img: &RgbImage, degrees: f32, fill: Rgb<u8>) -> RgbImage {
     let one = 1i64 << 32;
     // Every pixel is written: sampled, mixed at the border, or the fill.
     let mut raw = buffers::take(src.len());
-    // Compiled for AVX2 where the CPU has it (the loads and products stay
-    // scalar; the gain is the wider integer and address arithmetic).
-    dispatch(
-        #[inline(always)]
-        || {
-            for (y, row) in raw.chunks_exact_mut(stride).enumerate() {
-                let dy = y as f64 - cy;
-                // Inverse map: output (x, y) comes from
-                // (cos·dx − sin·dy + cx, sin·dx + cos·dy + cy), dx = x − cx.
-                let sx0 = fixed(-cos * cx - sin * dy + cx);
-                let sy0 = fixed(-sin * cx + cos * dy + cy);
-                let at = |x: usize| (sx0 + x as i64 * step_x, sy0 + x as i64 * step_y);
-                // Where all four neighbours are inside the image, and where at
-                // least one is; both are runs of the row, the first in the second.
-                let (inside_lo, inside_hi) = intersect(
-                    span(sx0, step_x, 0, (wi - 1) * one, w),
-                    span(sy0, step_y, 0, (hi - 1) * one, w),
-                );
-                let (touch_lo, touch_hi) = intersect(
-                    span(sx0, step_x, -one, wi * one, w),
-                    span(sy0, step_y, -one, hi * one, w),
-                );
-                let (inside_lo, inside_hi) = if inside_lo < inside_hi {
-                    (inside_lo, inside_hi)
-                } else {
-                    (touch_lo, touch_lo)
-                };
-                let (left, rest) = row.split_at_mut(inside_lo * 3);
-                let (middle, right) = rest.split_at_mut((inside_hi - inside_lo) * 3);
-                let (mut sx, mut sy) = at(inside_lo);
-                for px in middle.chunks_exact_mut(3) {
-                    let (x0, y0) = ((sx >> 32) as usize, (sy >> 32) as usize);
-                    let (fx, fy) = (((sx >> 24) & 0xFF) as i32, ((sy >> 24) & 0xFF) as i32);
-                    (sx, sy) = (sx + step_x, sy + step_y);
-                    // The four neighbours are two 6-byte runs of the source.
-                    let i = y0 * stride + x0 * 3;
-                    let top = src.get(i..i + 6).and_then(|s| <&[u8; 6]>::try_from(s).ok());
-                    let bottom = src
-                        .get(i + stride..i + stride + 6)
-                        .and_then(|s| <&[u8; 6]>::try_from(s).ok());
-                    if let (Some(t), Some(b)) = (top, bottom) {
-                        px.copy_from_slice(&lerp2(t, b, fx, fy));
-                    } else {
-                        px.copy_from_slice(&fill);
-                    }
-                }
-                // Outside the inside run: the fill, or at the border a mix in which
-                // the neighbours outside are the fill.
-                let edges = (0..)
-                    .zip(left.chunks_exact_mut(3))
-                    .chain((inside_hi..).zip(right.chunks_exact_mut(3)));
-                for (x, px) in edges {
-                    if x < touch_lo || x >= touch_hi {
-                        px.copy_from_slice(&fill);
-                        continue;
-                    }
-                    let (sx, sy) = at(x);
-                    let (x0, y0) = (sx >> 32, sy >> 32);
-                    let (fx, fy) = (((sx >> 24) & 0xFF) as i32, ((sy >> 24) & 0xFF) as i32);
-                    let ([a0, a1, a2], [b0, b1, b2]) = (sample(x0, y0), sample(x0 + 1, y0));
-                    let ([c0, c1, c2], [d0, d1, d2]) = (sample(x0, y0 + 1), sample(x0 + 1, y0 + 1));
-                    px.copy_from_slice(&lerp2(
-                        &[a0, a1, a2, b0, b1, b2],
-                        &[c0, c1, c2, d0, d1, d2],
-                        fx,
-                        fy,
-                    ));
-                }
+    for (y, row) in raw.chunks_exact_mut(stride).enumerate() {
+        let dy = y as f64 - cy;
+        // Inverse map: output (x, y) comes from
+        // (cos·dx − sin·dy + cx, sin·dx + cos·dy + cy), dx = x − cx.
+        let sx0 = fixed(-cos * cx - sin * dy + cx);
+        let sy0 = fixed(-sin * cx + cos * dy + cy);
+        let at = |x: usize| (sx0 + x as i64 * step_x, sy0 + x as i64 * step_y);
+        // Where all four neighbours are inside the image, and where at
+        // least one is; both are runs of the row, the first in the second.
+        let (inside_lo, inside_hi) = intersect(
+            span(sx0, step_x, 0, (wi - 1) * one, w),
+            span(sy0, step_y, 0, (hi - 1) * one, w),
+        );
+        let (touch_lo, touch_hi) = intersect(
+            span(sx0, step_x, -one, wi * one, w),
+            span(sy0, step_y, -one, hi * one, w),
+        );
+        let (inside_lo, inside_hi) = if inside_lo < inside_hi {
+            (inside_lo, inside_hi)
+        } else {
+            (touch_lo, touch_lo)
+        };
+        let (left, rest) = row.split_at_mut(inside_lo * 3);
+        let (middle, right) = rest.split_at_mut((inside_hi - inside_lo) * 3);
+        let (mut sx, mut sy) = at(inside_lo);
+        for px in middle.chunks_exact_mut(3) {
+            let (x0, y0) = ((sx >> 32) as usize, (sy >> 32) as usize);
+            let (fx, fy) = (((sx >> 24) & 0xFF) as i32, ((sy >> 24) & 0xFF) as i32);
+            (sx, sy) = (sx + step_x, sy + step_y);
+            // The four neighbours are two 6-byte runs of the source.
+            let i = y0 * stride + x0 * 3;
+            let top = src.get(i..i + 6).and_then(|s| <&[u8; 6]>::try_from(s).ok());
+            let bottom = src
+                .get(i + stride..i + stride + 6)
+                .and_then(|s| <&[u8; 6]>::try_from(s).ok());
+            if let (Some(t), Some(b)) = (top, bottom) {
+                px.copy_from_slice(&lerp2(t, b, fx, fy));
+            } else {
+                px.copy_from_slice(&fill);
             }
-        },
-    );
+        }
+        // Outside the inside run: the fill, or at the border a mix in which
+        // the neighbours outside are the fill.
+        let edges = (0..)
+            .zip(left.chunks_exact_mut(3))
+            .chain((inside_hi..).zip(right.chunks_exact_mut(3)));
+        for (x, px) in edges {
+            if x < touch_lo || x >= touch_hi {
+                px.copy_from_slice(&fill);
+                continue;
+            }
+            let (sx, sy) = at(x);
+            let (x0, y0) = (sx >> 32, sy >> 32);
+            let (fx, fy) = (((sx >> 24) & 0xFF) as i32, ((sy >> 24) & 0xFF) as i32);
+            let ([a0, a1, a2], [b0, b1, b2]) = (sample(x0, y0), sample(x0 + 1, y0));
+            let ([c0, c1, c2], [d0, d1, d2]) = (sample(x0, y0 + 1), sample(x0 + 1, y0 + 1));
+            px.copy_from_slice(&lerp2(
+                &[a0, a1, a2, b0, b1, b2],
+                &[c0, c1, c2, d0, d1, d2],
+                fx,
+                fy,
+            ));
+        }
+    }
     same_size(img, raw)
 }
 

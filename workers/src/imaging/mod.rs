@@ -262,20 +262,6 @@ pub fn render<'r>(
     Ok(bytes)
 }
 
-/// One output image from source bytes: decode within `limits`, then
-/// [`render`].
-pub fn process<'r>(
-    source: &[u8],
-    limits: &DecodeLimits,
-    steps: &[SampledMethod],
-    reference_for: impl Fn(&str) -> Option<&'r RgbImage>,
-) -> Result<(Vec<u8>, OutputFormat), ImagingError> {
-    let decoded = decode(source, limits)?;
-    let bytes = render(&decoded, steps, reference_for);
-    buffers::give(decoded.image.into_raw());
-    Ok((bytes?, decoded.format))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -373,9 +359,8 @@ mod tests {
     fn augment_bytes(seed: u64, method: &str) -> Vec<u8> {
         let source = encode(&texture(64, 48), OutputFormat::Png).unwrap();
         let step = sample(find(method).unwrap(), seed, 0, None);
-        process(&source, &DecodeLimits::default(), &[step], |_| None)
-            .unwrap()
-            .0
+        let decoded = decode(&source, &DecodeLimits::default()).unwrap();
+        render(&decoded, &[step], |_| None).unwrap()
     }
 
     #[test]

@@ -98,6 +98,19 @@ fn log_of(server: &common::Server, n: usize) -> String {
     std::fs::read_to_string(server.data_dir.join(format!("worker{n}.log"))).unwrap_or_default()
 }
 
+/// Waits (at most a minute) until worker `n`'s log contains `needle`.
+async fn wait_for_log(server: &common::Server, n: usize, needle: &str) {
+    let started = Instant::now();
+    while !log_of(server, n).contains(needle) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "worker {n} never logged {needle:?}:\n{}",
+            log_of(server, n)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_worker_loses_and_duplicates_nothing_on_nats() {
     let Some(broker) = nats() else { return };
@@ -192,14 +205,7 @@ async fn generation_survives(broker: Broker, mut disruption: Disruption) {
 
     // Kill worker 0 as soon as it is inside a job.
     let started = Instant::now();
-    while !log_of(&server, 0).contains("generation job") {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "worker 0 never got a job:\n{}",
-            log_of(&server, 0)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_log(&server, 0, "generation job").await;
     match &mut disruption {
         Disruption::KillWorker => {
             workers.0[0].kill().unwrap();
@@ -534,15 +540,7 @@ async fn a_worker_killed_while_measuring_loses_nothing() {
     let body = call(&server, "/generate/images", json!({"id_token": p.token, "project_id": p.id, "project_name": p.name, "ls_method_id": ["PRE-002"], "data_number": [12, 0, 0]})).await;
     let task = body["data"]["task_id"].as_str().unwrap().to_owned();
 
-    let started = Instant::now();
-    while !log_of(&server, 0).contains("Measure") {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "worker 0 never got a measuring job:\n{}",
-            log_of(&server, 0)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_log(&server, 0, "Measure").await;
     workers.0[0].kill().unwrap();
     workers.0[0].wait().unwrap();
     workers

@@ -8,7 +8,10 @@
 //! whose `with_simd` is `#[inline(always)]` (instantiated once per
 //! instruction set, so even large loop bodies are compiled wide), or a
 //! closure marked `#[inline(always)]`. A plain closure with a large body is
-//! not inlined and stays baseline.
+//! not inlined and stays baseline. So may a marked one that only borrows
+//! what it captures: it is called through a `call_once` shim, and a shim
+//! around a large body can stay a function of its own (rotation's did, and
+//! every intrinsic in it became a call); large ops are structs.
 //!
 //! **Determinism:** both versions are compiled from the same source, and Rust
 //! neither fuses multiply-adds nor reorders float operations on its own, so

@@ -194,6 +194,18 @@ struct Quant {
     bias: [i32; 64],
     mult: [u32; 64],
     shift: [u32; 64],
+    /// The same division on 16-bit lanes, for two coefficients at a time
+    /// (8 lanes each, as a pair of rows lies in a register): see
+    /// [`Quant::new`].
+    pairs: [QuantPair; 32],
+}
+
+/// 16-bit constants of coefficients 2i and 2i + 1, eight lanes each.
+#[derive(Clone, Copy)]
+struct QuantPair {
+    bias: [u16; 16],
+    mult: [u16; 16],
+    scale: [u16; 16],
 }
 
 impl Quant {
@@ -205,10 +217,38 @@ impl Quant {
         for ((m, &q), &s) in mult.iter_mut().zip(&q).zip(&shift) {
             *m = (1u32 << s).div_ceil(q);
         }
+        // On 16-bit lanes: with p = ⌈log2 q⌉ and m16 = ⌈2^(15+p) / q⌉
+        // (at most 2^16 − 1 since q > 2^(p−1)), ⌊x / q⌋ = ⌊8x · m16 / 2^(18+p)⌋
+        // for x < 2^13 (the error x · (m16 − 2^(15+p)/q) / 2^(15+p) is
+        // below 2^(−2−p) ≤ 1/(4q)). 8x fits 16 bits; two high-half
+        // products take off 16 and then 2 + p bits (a product with
+        // 2^(14−p), the per-lane shift AVX2 lacks for 16-bit lanes).
+        let p = q.map(|q| 32 - (q - 1).leading_zeros());
+        let mult16: [u32; 64] = std::array::from_fn(|n| {
+            let (q, p) = (
+                q.get(n).copied().unwrap_or(1),
+                p.get(n).copied().unwrap_or(0),
+            );
+            (1u32 << (15 + p)).div_ceil(q)
+        });
+        let pairs = std::array::from_fn(|i| {
+            let lane = |table: &[u32; 64], j: usize| {
+                let n = 2 * i + j / 8;
+                table.get(n).copied().unwrap_or(0) as u16
+            };
+            let bias = q.map(|q| 4 * q);
+            let scale = p.map(|p| 1 << (14 - p));
+            QuantPair {
+                bias: std::array::from_fn(|j| lane(&bias, j)),
+                mult: std::array::from_fn(|j| lane(&mult16, j)),
+                scale: std::array::from_fn(|j| lane(&scale, j)),
+            }
+        });
         Quant {
             bias: q.map(|q| (4 * q) as i32),
             mult,
             shift,
+            pairs,
         }
     }
 
@@ -324,7 +364,8 @@ fn convert_row(rgb: &[u8], y: &mut [i16], cb: &mut [i16], cr: &mut [i16]) {
 }
 
 /// Row `y` of every group of a plane from a converted row: pixel
-/// 64·g + 8·b + x goes to `plane[g][y][x][b]`.
+/// 64·g + 8·b + x goes to `plane[g][y][x][b]` (an 8 × 8 transpose per
+/// group).
 #[inline(always)]
 fn interleave(row: &[i16], plane: &mut [Group], y: usize) {
     for (src, group) in row.as_chunks::<64>().0.iter().zip(plane.iter_mut()) {
@@ -606,20 +647,180 @@ fn nonzero_masks(coefs: &[Row; 64]) -> [u64; 8] {
 
 /// Eight blocks' DCT, quantised, with their nonzero masks.
 #[inline(always)]
-fn transform_group(group: &Group, quant: &Quant, out: &mut [Block; 8]) -> [u64; 8] {
-    fdct_group(group, out);
-    let flat: &mut [Row; 64] = match out.as_flattened_mut().try_into() {
+fn transform_group(
+    group: &Group,
+    quant: &Quant,
+    dct: &mut [Block; 8],
+    out: &mut Coefs,
+    lanes: impl Lanes,
+) -> [u64; 8] {
+    fdct_group(group, dct);
+    let flat: &mut [Row; 64] = match dct.as_flattened_mut().try_into() {
         Ok(flat) => flat,
         Err(_) => return [0; 8],
     };
-    quant.apply_lanes(flat);
-    nonzero_masks(flat)
+    lanes.quantize(flat, quant, out)
+}
+
+/// The quantised coefficients of 8 blocks: `[n][b]` is row-major
+/// coefficient n of block b.
+type Coefs = [[i16; 8]; 64];
+
+/// The steps of the pipeline the compiler does not vectorise well on its
+/// own: the transpose of [`interleave`], quantisation in 16-bit lanes and
+/// the bit matrix of [`nonzero_masks`]. Plain loops everywhere, or explicit
+/// AVX2 instructions; both give the same values.
+trait Lanes: Copy {
+    fn interleave(self, row: &[i16], plane: &mut [Group], y: usize);
+    /// Quantises a group's DCT output (`dct` may be overwritten) into
+    /// `out`; returns each block's nonzero mask.
+    fn quantize(self, dct: &mut [Row; 64], quant: &Quant, out: &mut Coefs) -> [u64; 8];
+}
+
+/// The plain loops.
+#[derive(Clone, Copy)]
+struct Loops;
+
+impl Lanes for Loops {
+    #[inline(always)]
+    fn interleave(self, row: &[i16], plane: &mut [Group], y: usize) {
+        interleave(row, plane, y);
+    }
+
+    #[inline(always)]
+    fn quantize(self, dct: &mut [Row; 64], quant: &Quant, out: &mut Coefs) -> [u64; 8] {
+        quant.apply_lanes(dct);
+        for (o, row) in out.iter_mut().zip(dct.iter()) {
+            // Quotients of |c| ≤ 2^14 by at least 1 after the division by 8.
+            *o = row.map(|c| c as i16);
+        }
+        nonzero_masks(dct)
+    }
+}
+
+/// Zig-zag position of row-major coefficient n (the inverse of [`ZIGZAG`]).
+#[rustfmt::skip]
+const UNZIGZAG: [u8; 64] = [
+     0,  1,  5,  6, 14, 15, 27, 28,
+     2,  4,  7, 13, 16, 26, 29, 42,
+     3,  8, 12, 17, 25, 30, 41, 43,
+     9, 11, 18, 24, 31, 40, 44, 53,
+    10, 19, 23, 32, 39, 45, 52, 54,
+    20, 22, 33, 38, 46, 51, 55, 60,
+    21, 34, 37, 47, 50, 56, 59, 61,
+    35, 36, 48, 49, 57, 58, 62, 63,
+];
+
+/// AVX2: the transpose as three rounds of 16-, 32- and 64-bit unpacks;
+/// quantisation on 16 lanes (two coefficients of 8 blocks) with the
+/// constants of [`QuantPair`]; the masks from one `pmovmskb` per pair of
+/// coefficients (a byte per zig-zag position, a bit per block) and one per
+/// block and half (bit b of every byte, shifted up to the top).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Shuffles(simd::x86::V3);
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Shuffles {
+    #[inline(always)]
+    fn interleave(self, row: &[i16], plane: &mut [Group], y: usize) {
+        use core::arch::x86_64::__m128i;
+        let s = self.0.sse2;
+        for (src, group) in row.as_chunks::<64>().0.iter().zip(plane.iter_mut()) {
+            let Some(dst) = group.get_mut(y) else {
+                continue;
+            };
+            // r[b]: pixels 8b..8b+8 of the run, x = 0..8 of block b.
+            let r: [__m128i; 8] = pulp::bytemuck::cast(*src);
+            let [r0, r1, r2, r3, r4, r5, r6, r7] = r;
+            let (t0, t1) = (s._mm_unpacklo_epi16(r0, r1), s._mm_unpackhi_epi16(r0, r1));
+            let (t2, t3) = (s._mm_unpacklo_epi16(r2, r3), s._mm_unpackhi_epi16(r2, r3));
+            let (t4, t5) = (s._mm_unpacklo_epi16(r4, r5), s._mm_unpackhi_epi16(r4, r5));
+            let (t6, t7) = (s._mm_unpacklo_epi16(r6, r7), s._mm_unpackhi_epi16(r6, r7));
+            let (u0, u1) = (s._mm_unpacklo_epi32(t0, t2), s._mm_unpackhi_epi32(t0, t2));
+            let (u2, u3) = (s._mm_unpacklo_epi32(t1, t3), s._mm_unpackhi_epi32(t1, t3));
+            let (u4, u5) = (s._mm_unpacklo_epi32(t4, t6), s._mm_unpackhi_epi32(t4, t6));
+            let (u6, u7) = (s._mm_unpacklo_epi32(t5, t7), s._mm_unpackhi_epi32(t5, t7));
+            let out: [__m128i; 8] = [
+                s._mm_unpacklo_epi64(u0, u4),
+                s._mm_unpackhi_epi64(u0, u4),
+                s._mm_unpacklo_epi64(u1, u5),
+                s._mm_unpackhi_epi64(u1, u5),
+                s._mm_unpacklo_epi64(u2, u6),
+                s._mm_unpackhi_epi64(u2, u6),
+                s._mm_unpacklo_epi64(u3, u7),
+                s._mm_unpackhi_epi64(u3, u7),
+            ];
+            *dst = pulp::bytemuck::cast(out);
+        }
+    }
+
+    #[inline(always)]
+    fn quantize(self, dct: &mut [Row; 64], quant: &Quant, out: &mut Coefs) -> [u64; 8] {
+        use core::arch::x86_64::__m256i;
+        let v = self.0;
+        let zero = v.avx._mm256_setzero_si256();
+        // Byte k: bit b set iff zig-zag coefficient k of block b is nonzero.
+        let mut bytes = [0u8; 64];
+        let (pairs, _) = dct.as_chunks::<2>();
+        let (outs, _) = out.as_chunks_mut::<2>();
+        let unzig = UNZIGZAG.as_chunks::<2>().0;
+        for (((pair, o), k), qp) in pairs.iter().zip(outs).zip(unzig).zip(&quant.pairs) {
+            let [a, b]: [__m256i; 2] = pulp::bytemuck::cast(*pair);
+            // Rows 2i and 2i + 1 as 16 lanes (the pack works per half).
+            let c = v
+                .avx2
+                ._mm256_permute4x64_epi64::<0b11_01_10_00>(v.avx2._mm256_packs_epi32(a, b));
+            let bias: __m256i = pulp::bytemuck::cast(qp.bias);
+            let mult: __m256i = pulp::bytemuck::cast(qp.mult);
+            let scale: __m256i = pulp::bytemuck::cast(qp.scale);
+            // x = (|c| + 4q) >> 3, then ⌊x / q⌋ by the two high halves.
+            let x = v
+                .avx2
+                ._mm256_srli_epi16::<3>(v.avx2._mm256_adds_epu16(v.avx2._mm256_abs_epi16(c), bias));
+            let q = v.avx2._mm256_mulhi_epu16(
+                v.avx2
+                    ._mm256_mulhi_epu16(v.avx2._mm256_slli_epi16::<3>(x), mult),
+                scale,
+            );
+            let q = v.avx2._mm256_sign_epi16(q, c);
+            *o = pulp::bytemuck::cast(q);
+            let zeros = v.avx2._mm256_cmpeq_epi16(q, zero);
+            // Per half: the 8 lanes' zero flags as bytes, twice.
+            let flags = v
+                .avx2
+                ._mm256_movemask_epi8(v.avx2._mm256_packs_epi16(zeros, zeros))
+                as u32;
+            let [k0, k1] = *k;
+            if let Some(b) = bytes.get_mut(usize::from(k0)) {
+                *b = !(flags as u8);
+            }
+            if let Some(b) = bytes.get_mut(usize::from(k1)) {
+                *b = !((flags >> 16) as u8);
+            }
+        }
+        let [low, high]: [__m256i; 2] = pulp::bytemuck::cast(bytes);
+        let mut masks = [0u64; 8];
+        for (b, m) in masks.iter_mut().enumerate() {
+            // Bit b of each byte to its top bit (16-bit shifts move the
+            // high byte's bit b to bit 15 alike).
+            let up = v.sse2._mm_cvtsi32_si128(7 - b as i32);
+            let l = v
+                .avx2
+                ._mm256_movemask_epi8(v.avx2._mm256_sll_epi16(low, up)) as u32;
+            let h = v
+                .avx2
+                ._mm256_movemask_epi8(v.avx2._mm256_sll_epi16(high, up)) as u32;
+            *m = u64::from(l) | (u64::from(h) << 32);
+        }
+        masks
+    }
 }
 
 #[inline(always)]
 fn encode_block(
     w: &mut BitWriter,
-    coefs: &[i32],
+    coefs: &[i16],
     lane: usize,
     mask: u64,
     prev_dc: &mut i32,
@@ -630,8 +831,7 @@ fn encode_block(
         ZIGZAG_LANES
             .get(pos)
             .and_then(|&i| coefs.get(usize::from(i) + lane))
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |&c| i32::from(c))
     };
     let mut p = w.pending();
     let out = &mut w.out;
@@ -675,7 +875,7 @@ fn encode_block(
 /// converted to Y, Cb and Cr rows, laid out as groups of 8 blocks, then each
 /// group is transformed and its blocks coded.
 #[inline(always)]
-fn scan(img: &RgbImage, t: &Tables, out: Vec<u8>) -> Vec<u8> {
+fn scan(img: &RgbImage, t: &Tables, out: Vec<u8>, lanes: impl Lanes) -> Vec<u8> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let stride = w * 3;
     let blocks = w.div_ceil(8);
@@ -695,7 +895,8 @@ fn scan(img: &RgbImage, t: &Tables, out: Vec<u8>) -> Vec<u8> {
         vec![empty; groups],
     ];
     let (mut y_dc, mut cb_dc, mut cr_dc) = (0, 0, 0);
-    let mut coefs: [[Block; 8]; 3] = [[[[0; 8]; 8]; 8]; 3];
+    let mut dct: [Block; 8] = [[[0; 8]; 8]; 8];
+    let mut coefs: [Coefs; 3] = [[[0; 8]; 64]; 3];
     for y0 in (0..h).step_by(8) {
         for i in 0..8 {
             let sy = (y0 + i).min(h - 1);
@@ -703,20 +904,16 @@ fn scan(img: &RgbImage, t: &Tables, out: Vec<u8>) -> Vec<u8> {
             let [yr, cbr, crr] = &mut rows;
             convert_row(src, yr, cbr, crr);
             for (row, plane) in rows.iter().zip(planes.iter_mut()) {
-                interleave(row, plane, i);
+                lanes.interleave(row, plane, i);
             }
         }
         let [yp, cbp, crp] = &planes;
         for (g, ((yg, cbg), crg)) in yp.iter().zip(cbp).zip(crp).enumerate() {
             let [yc, cbc, crc] = &mut coefs;
-            let ym = transform_group(yg, &t.luma_quant, yc);
-            let cbm = transform_group(cbg, &t.chroma_quant, cbc);
-            let crm = transform_group(crg, &t.chroma_quant, crc);
-            let (yf, cbf, crf) = (
-                yc.as_flattened().as_flattened(),
-                cbc.as_flattened().as_flattened(),
-                crc.as_flattened().as_flattened(),
-            );
+            let ym = transform_group(yg, &t.luma_quant, &mut dct, yc, lanes);
+            let cbm = transform_group(cbg, &t.chroma_quant, &mut dct, cbc, lanes);
+            let crm = transform_group(crg, &t.chroma_quant, &mut dct, crc, lanes);
+            let (yf, cbf, crf) = (yc.as_flattened(), cbc.as_flattened(), crc.as_flattened());
             let n = blocks.saturating_sub(g * 8).min(8);
             for (lane, ((&ym, &cbm), &crm)) in ym.iter().zip(&cbm).zip(&crm).enumerate().take(n) {
                 encode_block(&mut bits, yf, lane, ym, &mut y_dc, &t.luma_dc, &t.luma_ac);
@@ -802,9 +999,19 @@ pub fn encode(img: &RgbImage, quality: u8) -> Option<Vec<u8>> {
     // quality 90 stay under; the vector grows if not.
     let mut out = Vec::with_capacity(1024 + img.as_raw().len() / 6);
     headers(&mut out, width, height, &tables);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v3) = simd::x86::v3() {
+        let mut out = pulp::Simd::vectorize(
+            v3,
+            #[inline(always)]
+            || scan(img, &tables, out, Shuffles(v3)),
+        );
+        out.extend_from_slice(&[0xFF, 0xD9]);
+        return Some(out);
+    }
     let mut out = simd::dispatch(
         #[inline(always)]
-        || scan(img, &tables, out),
+        || scan(img, &tables, out, Loops),
     );
     out.extend_from_slice(&[0xFF, 0xD9]);
     Some(out)
@@ -1082,6 +1289,63 @@ mod tests {
         }
     }
 
+    /// Every divisor a table can hold and every coefficient the DCT can
+    /// give: the AVX2 quantisation (16-bit lanes) and its masks equal the
+    /// plain loops.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn sixteen_bit_quantisation_is_the_division() {
+        let Some(v3) = simd::x86::v3() else {
+            return;
+        };
+        let values: Vec<i32> = (-(1 << 14)..=(1 << 14)).collect();
+        for q in 1..=255u16 {
+            let quant = Quant::new(&[q; 64]);
+            for chunk in values.chunks(512) {
+                let mut dct = [[0i32; 8]; 64];
+                for (c, &v) in dct.as_flattened_mut().iter_mut().zip(chunk) {
+                    *c = v;
+                }
+                // Some zeros, so that the masks have both kinds of bit.
+                dct[usize::from(ZIGZAG[q as usize % 64])] = [0; 8];
+                let (mut plain, mut wide) = ([[0; 8]; 64], [[0; 8]; 64]);
+                let plain_masks = Loops.quantize(&mut dct.clone(), &quant, &mut plain);
+                let wide_masks = pulp::Simd::vectorize(
+                    v3,
+                    #[inline(always)]
+                    || Shuffles(v3).quantize(&mut dct.clone(), &quant, &mut wide),
+                );
+                assert_eq!(plain, wide, "q = {q}");
+                assert_eq!(plain_masks, wide_masks, "q = {q}");
+                let n = usize::from(ZIGZAG[1]);
+                assert_eq!(
+                    i32::from(plain[n][0]),
+                    Quant::one(dct[n][0], 4 * i32::from(q), quant.mult[n], quant.shift[n])
+                );
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn shuffled_transpose_is_the_interleave() {
+        let Some(v3) = simd::x86::v3() else {
+            return;
+        };
+        let row: Vec<i16> = (0..3 * 64).map(|i| (i * 37 % 251 - 125) as i16).collect();
+        let empty: Group = [[[0; 8]; 8]; 8];
+        let (mut plain, mut wide) = (vec![empty; 3], vec![empty; 3]);
+        interleave(&row, &mut plain, 5);
+        pulp::Simd::vectorize(
+            v3,
+            #[inline(always)]
+            || Shuffles(v3).interleave(&row, &mut wide, 5),
+        );
+        assert_eq!(plain, wide);
+        // Pixel 64·g + 8·b + x at [g][y][x][b].
+        assert_eq!(wide[2][5][3][6], row[128 + 48 + 3]);
+    }
+
     #[test]
     fn masks_follow_the_zigzag() {
         let mut coefs = [[0; 8]; 64];
@@ -1095,6 +1359,7 @@ mod tests {
         assert_eq!(masks[1], 0);
         for (k, &n) in ZIGZAG.iter().enumerate() {
             assert_eq!(usize::from(ZIGZAG_LANES[k]), 8 * usize::from(n));
+            assert_eq!(usize::from(UNZIGZAG[usize::from(n)]), k);
         }
     }
 

@@ -18,8 +18,11 @@
 //! 3. Quantisation as rounded division by 8·q (the DCT output is scaled by
 //!    8), done as a multiplication by a reciprocal and a shift that are exact
 //!    for every coefficient the DCT can produce ([`Quant`]), again 8 blocks
-//!    per instruction with the same constants in every lane. The Huffman
-//!    stage reads the coefficients in zig-zag order where they lie.
+//!    per instruction with the same constants in every lane; on AVX2 two
+//!    coefficients of the 8 blocks share a register of 16-bit lanes, with
+//!    two high-half products for the reciprocal and the shift
+//!    ([`QuantPair`], [`Lanes`]). The Huffman stage reads the coefficients
+//!    in zig-zag order where they lie.
 //! 4. Huffman coding from a 64-bit mask of the nonzero coefficients (zero
 //!    runs are `trailing_zeros`), codes and lengths from precomputed
 //!    tables, a 64-bit bit buffer written out 8 bytes at a time when none of

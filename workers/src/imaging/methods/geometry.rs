@@ -313,10 +313,8 @@ impl Source<'_> {
     /// The mix at source position (sx, sy) (32.32 fixed point) whose four
     /// neighbours are all inside: two 6-byte runs of the source.
     #[inline(always)]
-    fn mix(&self, (sx, sy): (i64, i64)) -> [u8; 3] {
-        let (x0, y0) = ((sx >> 32) as usize, (sy >> 32) as usize);
-        let (fx, fy) = (((sx >> 24) & 0xFF) as i32, ((sy >> 24) & 0xFF) as i32);
-        let i = y0 * self.stride + x0 * 3;
+    fn mix(&self, position: (i64, i64)) -> [u8; 3] {
+        let (i, fx, fy) = self.locate(position);
         let run = |at: usize| {
             self.src
                 .get(at..at + 6)
@@ -333,20 +331,23 @@ impl Source<'_> {
     /// words would run past the end of the source.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    fn words(&self, (sx, sy): (i64, i64)) -> Option<(i64, i64, i32, i32)> {
-        let (x0, y0) = ((sx >> 32) as usize, (sy >> 32) as usize);
-        let i = y0 * self.stride + x0 * 3;
+    fn words(&self, position: (i64, i64)) -> Option<(i64, i64, i32, i32)> {
+        let (i, fx, fy) = self.locate(position);
         let word = |at: usize| {
             let bytes = self.src.get(at..at + 8)?;
             <[u8; 8]>::try_from(bytes).ok().map(i64::from_le_bytes)
         };
         let (top, bottom) = (word(i)?, word(i + self.stride)?);
-        Some((
-            top,
-            bottom,
-            ((sx >> 24) & 0xFF) as i32,
-            ((sy >> 24) & 0xFF) as i32,
-        ))
+        Some((top, bottom, fx, fy))
+    }
+
+    /// The byte offset of the top-left neighbour of (sx, sy) and the 8-bit
+    /// fractions.
+    #[inline(always)]
+    fn locate(&self, (sx, sy): (i64, i64)) -> (usize, i32, i32) {
+        let (x0, y0) = ((sx >> 32) as usize, (sy >> 32) as usize);
+        let (fx, fy) = (((sx >> 24) & 0xFF) as i32, ((sy >> 24) & 0xFF) as i32);
+        (y0 * self.stride + x0 * 3, fx, fy)
     }
 }
 

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tessera::bus::nats::NatsBus;
-use tessera::bus::rabbit::RabbitBus;
-use tessera::bus::MemoryBus;
+use tessera::adapters::bus::nats::NatsBus;
+use tessera::adapters::bus::rabbit::RabbitBus;
+use tessera::adapters::bus::MemoryBus;
 use tessera_domain::bus::{Bus, ConsumerConfig, Job};
 
 const ROUND_TRIPS: usize = 1000;
@@ -129,7 +129,7 @@ async fn bare_nats(url: &str) -> Result {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let subject = format!("tessera.jobs.bare{id}");
     let stream = js
-        .get_stream(tessera::bus::nats::JOBS_STREAM)
+        .get_stream(tessera::adapters::bus::nats::JOBS_STREAM)
         .await
         .unwrap();
     let consumer = stream
@@ -215,7 +215,7 @@ async fn bare_lapin(url: &str) -> Result {
     setup
         .queue_bind(
             queue.as_str().into(),
-            tessera::bus::rabbit::JOBS_EXCHANGE.into(),
+            tessera::adapters::bus::rabbit::JOBS_EXCHANGE.into(),
             subject.as_str().into(),
             QueueBindOptions::default(),
             FieldTable::default(),
@@ -257,7 +257,7 @@ async fn bare_lapin(url: &str) -> Result {
             async move {
                 publisher
                     .basic_publish(
-                        tessera::bus::rabbit::JOBS_EXCHANGE.into(),
+                        tessera::adapters::bus::rabbit::JOBS_EXCHANGE.into(),
                         subject.as_str().into(),
                         BasicPublishOptions::default(),
                         &[0u8; 256],

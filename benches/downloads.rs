@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use tessera::storage::{ObjectStore, StorageConfig};
+use tessera::adapters::storage::{ObjectStore, StorageConfig};
 use tessera_domain::download::{ExportEntry, ExportSpec, ManifestEntry};
 use tessera_workers::compress::Multipart;
 
@@ -179,8 +179,8 @@ async fn run() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let secrets = tessera::identity::secrets::Secrets::load(None, &dir).unwrap();
-    let key = tessera::serve::embedded_server_key(&secrets);
+    let secrets = tessera::adapters::secrets::Secrets::load(None, &dir).unwrap();
+    let key = tessera::adapters::storage::embedded::server_key(&secrets);
     let endpoint = format!("http://{}", s3_addr.trim());
     let config = StorageConfig {
         endpoint: endpoint.clone(),

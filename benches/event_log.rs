@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use sqlx::Connection;
-use tessera::store::SqlEventStore;
+use tessera::adapters::store::SqlEventStore;
 use tessera_domain::{EventStore, ExpectedVersion, LogPosition, NewEvent, StreamRef};
 
 const SINGLE_COMMITS: usize = 2_000;
@@ -216,11 +216,11 @@ async fn sqlite(rows: &mut Vec<Row>) {
     // The same parameterised INSERT on a bare sqlx SQLite connection with the
     // same pragmas: the statement our adapter sends, without the adapter.
     let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    for pragma in tessera::store::sqlite::CONNECTION_PRAGMAS {
+    for pragma in tessera::adapters::store::sqlite::CONNECTION_PRAGMAS {
         sqlx::raw_sql(pragma).execute(&mut raw).await.unwrap();
     }
     // The adapter's own INSERT text for SQLite.
-    let sql = &tessera::store::sqlite::SQL;
+    let sql = &tessera::adapters::store::sqlite::SQL;
     let statement = |rows: usize| {
         let mut text = String::from(sql.insert_prefix);
         for r in 0..rows {

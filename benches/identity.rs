@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tessera::identity::mail::FileMailer;
-use tessera::identity::secrets::Secrets;
-use tessera::identity::{Identity, IdentityConfig, TokenUse};
-use tessera::store::SqlEventStore;
+use tessera::adapters::mail::FileMailer;
+use tessera::adapters::secrets::Secrets;
+use tessera::app::identity::{Identity, IdentityConfig, TokenUse};
+use tessera::adapters::store::SqlEventStore;
 use tessera_domain::identity::Role;
 
 const LOGINS: usize = 30;
@@ -47,8 +47,9 @@ async fn run() {
         invite_template: String::new(),
         mail_from: "t@example.com".into(),
     };
-    let google = tessera::identity::google::GoogleVerifier::new(None, String::new());
-    let identity = Identity::new(store, &secrets, &[], mailer, config, google);
+    let google = tessera::adapters::google::GoogleVerifier::new(None, String::new());
+    let exec = std::sync::Arc::new(tessera::app::executor::Executor::new(store));
+    let identity = Identity::new(exec, &secrets, &[], mailer, config, google);
     let password = "a long and unusual passphrase";
     identity
         .register(
@@ -71,12 +72,12 @@ async fn run() {
     let outcome = last.unwrap();
 
     // Bare argon2id verification with the same parameters.
-    let phc = tessera::identity::passwords::hash(password.to_owned())
+    let phc = tessera::app::identity::passwords::hash(password.to_owned())
         .await
         .unwrap();
     let started = Instant::now();
     for _ in 0..LOGINS {
-        assert!(tessera::identity::passwords::verify(password.to_owned(), Some(phc.clone())).await);
+        assert!(tessera::app::identity::passwords::verify(password.to_owned(), Some(phc.clone())).await);
     }
     let argon = LOGINS as f64 / started.elapsed().as_secs_f64();
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sqlx::Connection;
-use tessera::store::SqlEventStore;
+use tessera::adapters::store::SqlEventStore;
 use tessera_domain::project::data::{
     data_stream_id, DataEvent, DataItem, DataKind, Uploaded, DATA_STREAM_TYPE,
 };
@@ -224,7 +224,7 @@ async fn run() {
                 .append(
                     &StreamRef::new(DATA_STREAM_TYPE, data_stream_id(&pid)),
                     ExpectedVersion::Any,
-                    vec![tessera::service::encode(&event, event.event_type(), "bench").unwrap()],
+                    vec![tessera_domain::aggregate::encode(&event).unwrap()],
                 )
                 .await
                 .unwrap();

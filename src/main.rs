@@ -4,8 +4,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tessera::cli::{AdminAction, Cli, Command, EventsAction, PoolsAction, ProjectionsAction};
-use tessera::{runner, serve, store::SqlEventStore};
+use tessera::shell::cli::{AdminAction, Cli, Command, EventsAction, PoolsAction, ProjectionsAction};
+use tessera::adapters::store::SqlEventStore;
+use tessera::follow::projections as runner;
+use tessera::shell::serve;
 
 fn init_logs() {
     use tracing_subscriber::EnvFilter;
@@ -41,7 +43,7 @@ async fn main() -> ExitCode {
         match cli.command {
             None => serve::serve(cli.serve).await?,
             Some(Command::Serve(args)) => serve::serve(args).await?,
-            Some(Command::Worker(args)) => tessera::worker::main(args).await?,
+            Some(Command::Worker(args)) => tessera::shell::worker::main(args).await?,
             Some(Command::Projections { store, action }) => {
                 std::fs::create_dir_all(&store.data_dir)?;
                 let db = SqlEventStore::connect(&store.database_url(), 4).await?;
@@ -85,7 +87,7 @@ async fn main() -> ExitCode {
             }) => {
                 use futures::StreamExt;
                 use std::io::Write;
-                let (address, credentials) = tessera::bus::nats::split_credentials(&nats_url);
+                let (address, credentials) = tessera::adapters::bus::nats::split_credentials(&nats_url);
                 let mut options = async_nats::ConnectOptions::new();
                 if let Some((user, password)) = credentials {
                     options = options.user_and_password(user, password);
@@ -101,8 +103,9 @@ async fn main() -> ExitCode {
             Some(Command::Admin { store, identity, action }) => {
                 std::fs::create_dir_all(&store.data_dir)?;
                 let db = SqlEventStore::connect(&store.database_url(), 2).await?;
+                let exec = std::sync::Arc::new(tessera::app::executor::Executor::new(db));
                 let unbound = std::net::SocketAddr::from(([127, 0, 0, 1], 8080));
-                let core = serve::build_identity(&identity, &store, &db, unbound)?;
+                let core = serve::build_identity(&identity, &store, &exec, unbound)?;
                 match action {
                     AdminAction::CreateUser { username, email, role, password } => {
                         let role = tessera_domain::identity::Role::parse(&role)
@@ -111,7 +114,7 @@ async fn main() -> ExitCode {
                         println!("created {} {} ({})", role.as_str(), user.username.as_str(), user.user_id);
                     }
                     AdminAction::Pools { action, json, default_pool } => {
-                        let pools = tessera::pools::Pools::new(db.clone(), &default_pool);
+                        let pools = tessera::app::pools::Pools::new(exec.clone(), &default_pool);
                         if let Some(PoolsAction::SetCapacity { name, capacity }) = action {
                             pools.set_capacity(&name, capacity).await?;
                         }

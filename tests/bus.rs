@@ -8,9 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera::bus::nats::NatsBus;
-use tessera::bus::rabbit::RabbitBus;
-use tessera::bus::MemoryBus;
+use tessera::adapters::bus::nats::NatsBus;
+use tessera::adapters::bus::rabbit::RabbitBus;
+use tessera::adapters::bus::MemoryBus;
 use tessera_domain::bus::{Bus, ConsumerConfig, Job};
 
 /// Every adapter this run covers: in-process always; NATS when

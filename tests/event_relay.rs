@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::Value;
-use tessera::store::SqlEventStore;
+use tessera::adapters::store::SqlEventStore;
 use tessera_domain::{EventStore, LogPosition};
 
 fn nats_url() -> Option<String> {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::json;
-use tessera::store::SqlEventStore;
+use tessera::adapters::store::SqlEventStore;
 use tessera_domain::{
     EventStore, ExpectedVersion, LogPosition, Metadata, NewEvent, StoreError, StreamRef, Upcasters,
 };

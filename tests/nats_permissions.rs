@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tessera::bus::nats::NatsBus;
+use tessera::adapters::bus::nats::NatsBus;
 use tessera_domain::bus::{Bus, ConsumerConfig, Job};
 
 fn free_port() -> u16 {

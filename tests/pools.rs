@@ -9,7 +9,7 @@
 mod common;
 
 use serde_json::{json, Value};
-use tessera::store::SqlEventStore;
+use tessera::adapters::store::SqlEventStore;
 use tessera_domain::{EventStore, LogPosition};
 
 const PASSWORD: &str = "a long and unusual passphrase";

@@ -790,8 +790,8 @@ async fn multipart_uploads_join_exactly_the_parts_asked_for() {
             // credentials are held to one part (checked at the end).
             Storage::Embedded => {
                 let secrets =
-                    tessera::identity::secrets::Secrets::load(None, &env.server.data_dir).unwrap();
-                let key = tessera::serve::embedded_server_key(&secrets);
+                    tessera::adapters::secrets::Secrets::load(None, &env.server.data_dir).unwrap();
+                let key = tessera::adapters::storage::embedded::server_key(&secrets);
                 common::s3_client(
                     &env.server.s3_endpoint(),
                     &key.access_key,

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::Row;
-use tessera::runner;
-use tessera::store::SqlEventStore;
+use tessera::follow::{self, projections as runner};
+use tessera::adapters::store::SqlEventStore;
 use tessera_domain::{EventStore, ExpectedVersion, NewEvent, StreamRef};
 
 async fn counts(store: &SqlEventStore) -> Vec<(String, String, i64)> {
@@ -69,9 +69,9 @@ async fn rebuild_and_verify_after_thousands_of_events() {
         // A live runner catches up by itself.
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let projection = tessera_projections::asynchronous().remove(0);
-        let task = tokio::spawn(runner::run(
+        let task = tokio::spawn(follow::run(
             store.clone(),
-            projection,
+            follow::Follower::Projection(projection),
             store.appended(),
             stop_rx,
         ));

@@ -16,6 +16,12 @@ use crate::project::data::DataKind;
 /// Download tasks are their own streams (id = task id).
 pub const STREAM_TYPE: &str = "download";
 
+/// Where compress jobs go.
+pub const COMPRESS_SUBJECT: &str = "tessera.jobs.compress";
+
+/// Where workers report finished (or failed) zips.
+pub const COMPRESS_RESULTS_SUBJECT: &str = "tessera.results.compress";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum DownType {
@@ -178,8 +184,10 @@ pub enum DownloadEvent {
     },
 }
 
-impl DownloadEvent {
-    pub fn event_type(&self) -> &'static str {
+impl crate::aggregate::DomainEvent for DownloadEvent {
+    const STREAM_TYPE: &'static str = STREAM_TYPE;
+
+    fn event_type(&self) -> &'static str {
         match self {
             DownloadEvent::DownloadRequested { .. } => "DownloadRequested",
             DownloadEvent::DownloadFinished { .. } => "DownloadFinished",
@@ -197,6 +205,14 @@ pub struct Download {
     pub zip_key: String,
     pub spec_key: String,
     pub status: DownloadStatus,
+}
+
+impl crate::aggregate::Aggregate for Download {
+    type Event = DownloadEvent;
+
+    fn fold(_: &str, events: &[DownloadEvent]) -> Option<Download> {
+        Download::fold(events)
+    }
 }
 
 impl Download {

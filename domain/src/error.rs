@@ -7,32 +7,35 @@ pub enum DomainError {
     #[error("{0}")]
     Invalid(String),
     /// The password breaks the password policy.
-    #[error("InvalidPasswordException: {0}")]
+    #[error("{0}")]
     InvalidPassword(String),
     /// Username or email already registered.
-    #[error("UsernameExistsException: {0}")]
+    #[error("{0}")]
     UsernameExists(String),
     /// Wrong credentials, or a token that is not (or no longer) valid.
-    #[error("NotAuthorizedException: {0}")]
+    #[error("{0}")]
     NotAuthorized(String),
     /// The account exists but its email is not confirmed yet.
-    #[error("UserNotConfirmedException: User is not confirmed.")]
+    #[error("User is not confirmed.")]
     NotConfirmed,
     /// The code does not match.
-    #[error("CodeMismatchException: Invalid verification code provided, please try again.")]
+    #[error("Invalid verification code provided, please try again.")]
     CodeMismatch,
     /// The code expired, was used, or was tried too often.
-    #[error("ExpiredCodeException: Invalid code provided, please request a code again.")]
+    #[error("Invalid code provided, please request a code again.")]
     ExpiredCode,
     /// A per-account limit was reached (lockout, daily caps).
-    #[error("LimitExceededException: {0}")]
+    #[error("{0}")]
     LimitExceeded(String),
     /// Too many requests from one client; retry later.
-    #[error("TooManyRequestsException: {0}")]
+    #[error("{0}")]
     TooManyRequests(String),
     /// No such resource (or not the caller's).
     #[error("{0}")]
     NotFound(String),
+    /// The owner already has something of that name (a project).
+    #[error("{0}")]
+    NameTaken(String),
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),

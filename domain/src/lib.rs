@@ -5,6 +5,7 @@
 //! any I/O crate: no sqlx, no actix, no NATS, no AWS, no tokio runtime. A reader
 //! learns the whole business from this crate alone.
 
+pub mod aggregate;
 pub mod bus;
 pub mod download;
 pub mod error;
@@ -18,7 +19,8 @@ pub mod store;
 pub mod task;
 pub mod upcast;
 
+pub use aggregate::{Aggregate, CodecError, Decision, DomainEvent};
 pub use error::DomainError;
 pub use event::{ExpectedVersion, LogPosition, Metadata, NewEvent, RecordedEvent, StreamRef};
-pub use store::{AppendOutcome, EventStore, StoreError};
+pub use store::{AppendOutcome, Cause, EventStore, StoreError};
 pub use upcast::Upcasters;

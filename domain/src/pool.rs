@@ -83,8 +83,10 @@ pub enum PoolEvent {
     },
 }
 
-impl PoolEvent {
-    pub fn event_type(&self) -> &'static str {
+impl crate::aggregate::DomainEvent for PoolEvent {
+    const STREAM_TYPE: &'static str = STREAM_TYPE;
+
+    fn event_type(&self) -> &'static str {
         match self {
             PoolEvent::WorkerPoolCapacitySet { .. } => "WorkerPoolCapacitySet",
             PoolEvent::WorkerPoolAssigned { .. } => "WorkerPoolAssigned",
@@ -103,6 +105,17 @@ pub struct Pool {
     pub capacity: Option<u32>,
     pub members: u32,
     pub running: bool,
+}
+
+impl crate::aggregate::Aggregate for Pool {
+    type Event = PoolEvent;
+
+    /// A pool exists by its name alone (a stream with no events is a
+    /// default pool: running, no limit).
+    fn fold(stream_id: &str, events: &[PoolEvent]) -> Option<Pool> {
+        let name = stream_id.strip_prefix("pool/")?;
+        Some(Pool::fold(name, events))
+    }
 }
 
 impl Pool {

@@ -4,6 +4,9 @@ use async_trait::async_trait;
 
 use crate::event::{ExpectedVersion, LogPosition, NewEvent, RecordedEvent, StreamRef};
 
+/// A failure's cause, kept whole (its text is part of the error's message).
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// What can go wrong when talking to the event log.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -14,16 +17,35 @@ pub enum StoreError {
         expected: ExpectedVersion,
         actual: i64,
     },
-    /// An inline projection's uniqueness rule refused the events
-    /// (for example a second user with the same email).
+    /// An inline projection's uniqueness rule refused the events (for
+    /// example a second user with the same email). `constraint` is the
+    /// rule's name as the read model declares it, whatever the dialect
+    /// reported: callers map it in one line.
     #[error("{constraint} is already taken")]
     Duplicate { constraint: String },
-    /// The database failed or could not be reached.
+    /// The database cannot be reached or has no room now (connection
+    /// refused or lost, pool exhausted, busy): worth retrying later.
     #[error("event store unavailable: {0}")]
-    Backend(String),
+    Unavailable(Cause),
+    /// The database refused a statement (a bug or a schema mismatch, not
+    /// an outage), or the store is configured wrongly.
+    #[error("event store failed: {0}")]
+    Failed(Cause),
     /// A stored row could not be decoded.
     #[error("corrupt event {event_id}: {reason}")]
     Corrupt { event_id: String, reason: String },
+}
+
+impl StoreError {
+    /// A failure described in words (no error value to keep).
+    pub fn failed(message: impl Into<String>) -> StoreError {
+        StoreError::Failed(message.into().into())
+    }
+
+    /// Whether `Duplicate` of the named constraint.
+    pub fn is_duplicate_of(&self, name: &str) -> bool {
+        matches!(self, StoreError::Duplicate { constraint } if constraint == name)
+    }
 }
 
 /// The result of a successful append.

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use sqlx::{AnyConnection, Row};
-use tessera_domain::project::data::{ClassType, DataEvent, DataKind, Existing, DATA_STREAM_TYPE};
-use tessera_domain::project::{ProjectEvent, STREAM_TYPE};
+use tessera_domain::project::data::{ClassType, DataEvent, DataKind, Existing};
+use tessera_domain::project::ProjectEvent;
 use tessera_domain::RecordedEvent;
 
 use crate::{Projection, ProjectionError};
@@ -35,8 +35,8 @@ impl Projection for DataItems {
         conn: &mut AnyConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        if event.stream_type == STREAM_TYPE {
-            if let ProjectEvent::ProjectDeleted { .. } = crate::decode::<ProjectEvent>(event)? {
+        if event.is::<ProjectEvent>() {
+            if let ProjectEvent::ProjectDeleted { .. } = event.decode::<ProjectEvent>()? {
                 for table in ["data_items", "data_groups"] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE project_id = $1"))
                         .bind(&event.stream_id)
@@ -46,10 +46,10 @@ impl Projection for DataItems {
             }
             return Ok(());
         }
-        if event.stream_type != DATA_STREAM_TYPE {
+        if !event.is::<DataEvent>() {
             return Ok(());
         }
-        let project_id = match crate::decode::<DataEvent>(event)? {
+        let project_id = match event.decode::<DataEvent>()? {
             DataEvent::DataItemsUploaded {
                 project_id, items, ..
             } => {

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use sqlx::{AnyConnection, Row};
-use tessera_domain::download::{DownloadEvent, DownloadStatus, STREAM_TYPE};
+use tessera_domain::download::{DownloadEvent, DownloadStatus};
 use tessera_domain::RecordedEvent;
 
 use crate::{Projection, ProjectionError};
@@ -34,11 +34,11 @@ impl Projection for Downloads {
         conn: &mut AnyConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        if event.stream_type != STREAM_TYPE {
+        if !event.is::<DownloadEvent>() {
             return Ok(());
         }
         let id = &event.stream_id;
-        match crate::decode::<DownloadEvent>(event)? {
+        match event.decode::<DownloadEvent>()? {
             DownloadEvent::DownloadRequested {
                 task_id,
                 project_id,

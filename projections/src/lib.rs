@@ -33,8 +33,10 @@ pub fn placeholders(first: usize, n: usize) -> String {
 /// Why a projection could not apply an event.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
-    #[error("read model database error: {0}")]
+    #[error("read model database error")]
     Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Codec(#[from] tessera_domain::CodecError),
     #[error("event {event_id} ({event_type}) cannot be applied: {reason}")]
     BadEvent {
         event_id: String,
@@ -82,18 +84,4 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
     let mut all = inline();
     all.extend(asynchronous());
     all
-}
-
-/// Decodes a stored event into its aggregate's event enum (adjacently tagged by
-/// `event_type`).
-pub fn decode<E: serde::de::DeserializeOwned>(event: &RecordedEvent) -> Result<E, ProjectionError> {
-    serde_json::from_value(serde_json::json!({
-        "event_type": event.event_type,
-        "payload": event.payload,
-    }))
-    .map_err(|e| ProjectionError::BadEvent {
-        event_id: event.event_id.to_string(),
-        event_type: event.event_type.clone(),
-        reason: e.to_string(),
-    })
 }

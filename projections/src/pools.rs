@@ -4,10 +4,13 @@
 
 use async_trait::async_trait;
 use sqlx::{AnyConnection, Row};
-use tessera_domain::pool::{PoolEvent, STREAM_TYPE};
+use tessera_domain::pool::PoolEvent;
 use tessera_domain::RecordedEvent;
 
 use crate::{Projection, ProjectionError};
+
+/// The constraint a second pool assignment of the same user trips over.
+pub const ONE_POOL: &str = "pool_members_pkey";
 
 pub struct Pools;
 
@@ -55,10 +58,10 @@ impl Projection for Pools {
         conn: &mut AnyConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        if event.stream_type != STREAM_TYPE {
+        if !event.is::<PoolEvent>() {
             return Ok(());
         }
-        match crate::decode::<PoolEvent>(event)? {
+        match event.decode::<PoolEvent>()? {
             PoolEvent::WorkerPoolCapacitySet { pool, capacity, at } => {
                 ensure(conn, &pool, at).await?;
                 sqlx::query(

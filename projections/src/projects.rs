@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use sqlx::{AnyConnection, Row};
-use tessera_domain::project::{ProjectEvent, STREAM_TYPE};
+use tessera_domain::project::ProjectEvent;
 use tessera_domain::RecordedEvent;
 
 use crate::{Projection, ProjectionError};
@@ -28,10 +28,10 @@ impl Projection for Projects {
         conn: &mut AnyConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        if event.stream_type != STREAM_TYPE {
+        if !event.is::<ProjectEvent>() {
             return Ok(());
         }
-        match crate::decode::<ProjectEvent>(event)? {
+        match event.decode::<ProjectEvent>()? {
             ProjectEvent::ProjectCreated {
                 project_id,
                 owner,

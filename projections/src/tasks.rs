@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use sqlx::{AnyConnection, Row};
-use tessera_domain::task::{TaskEvent, TaskStatus, STREAM_TYPE};
+use tessera_domain::task::{TaskEvent, TaskKind, TaskStatus};
 use tessera_domain::RecordedEvent;
 
 use crate::{Projection, ProjectionError};
@@ -54,11 +54,11 @@ impl Projection for Tasks {
         conn: &mut AnyConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        if event.stream_type != STREAM_TYPE {
+        if !event.is::<TaskEvent>() {
             return Ok(());
         }
         let id = &event.stream_id;
-        match crate::decode::<TaskEvent>(event)? {
+        match event.decode::<TaskEvent>()? {
             TaskEvent::GenerationRequested {
                 task_id,
                 project_id,
@@ -153,6 +153,8 @@ impl Projection for Tasks {
             TaskEvent::TaskCancelled { at } => {
                 set_status(conn, id, TaskStatus::Cancel, None, at).await?
             }
+            // Objects only: the janitor removes them.
+            TaskEvent::OutputsDiscarded { .. } => {}
         }
         Ok(())
     }
@@ -252,13 +254,13 @@ pub async fn unfinished(conn: &mut AnyConnection) -> Result<Vec<TaskRow>, sqlx::
 pub async fn times(
     conn: &mut AnyConnection,
     project_id: &str,
-    kind: &str,
+    kind: TaskKind,
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT COUNT(*) FROM tasks WHERE project_id = $1 AND kind = $2 AND status NOT IN ('ERROR', 'CANCEL')",
     )
     .bind(project_id)
-    .bind(kind)
+    .bind(kind.as_str())
     .fetch_one(conn)
     .await
 }

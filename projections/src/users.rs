@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use sqlx::{AnyConnection, Row};
-use tessera_domain::identity::{UserEvent, STREAM_TYPE};
+use tessera_domain::identity::UserEvent;
 use tessera_domain::RecordedEvent;
 
 use crate::{Projection, ProjectionError};
@@ -30,10 +30,10 @@ impl Projection for Users {
         conn: &mut AnyConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        if event.stream_type != STREAM_TYPE {
+        if !event.is::<UserEvent>() {
             return Ok(());
         }
-        let e = crate::decode::<UserEvent>(event)?;
+        let e = event.decode::<UserEvent>()?;
         match e {
             UserEvent::UserRegistered {
                 user_id,

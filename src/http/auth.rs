@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::HttpRequest;
 
 use super::ApiError;
-use crate::identity::{Identity, Principal, TokenUse};
+use crate::app::identity::{Identity, Principal, TokenUse};
 
 /// The token of an `Authorization` header: `Bearer <token>`, or the bare token
 /// (as users-api.md sends it).

@@ -52,7 +52,7 @@ pub async fn receiver(
 ) -> Result<HttpResponse, ApiError> {
     let who = caller(&state, &req, body.id_token.as_deref()).await?;
     let action =
-        Action::parse(body.action.as_deref()).map_err(crate::service::ServiceError::from)?;
+        Action::parse(body.action.as_deref()).map_err(crate::app::error::ServiceError::from)?;
     state
         .pools
         .act(&who.user_id, who.role == "admin", action)

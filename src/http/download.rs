@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::projects::{caller, ok};
 use super::{ApiError, AppState};
-use crate::downloads::DownloadView;
+use crate::app::downloads::DownloadView;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateDownload {

@@ -4,7 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use tessera_domain::{DomainError, StoreError};
 
-use crate::identity::ServiceError;
+use crate::app::error::chain;
+use crate::app::ServiceError;
 
 use super::envelope::Envelope;
 
@@ -61,14 +62,7 @@ impl ApiError {
     /// here, for every envelope (the auth dialects render their own bodies).
     pub fn status_logged(&self) -> StatusCode {
         if let ApiError::Internal(cause) = self {
-            let mut chain = cause.to_string();
-            let mut source = cause.source();
-            while let Some(s) = source {
-                chain.push_str(": ");
-                chain.push_str(&s.to_string());
-                source = s.source();
-            }
-            tracing::error!(error = %chain, "request failed");
+            tracing::error!(error = %chain(cause.as_ref()), "request failed");
         }
         self.status_code()
     }
@@ -83,23 +77,52 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate { constraint } => {
                 ApiError::Conflict(format!("{constraint} is already taken"))
             }
-            StoreError::Backend(_) => {
+            e @ StoreError::Unavailable(_) => {
+                tracing::warn!(error = %chain(&e), "event store unavailable");
                 ApiError::Unavailable("the event store is unavailable; retry later".into())
             }
-            e @ StoreError::Corrupt { .. } => ApiError::internal(e),
+            e @ (StoreError::Failed(_) | StoreError::Corrupt { .. }) => ApiError::internal(e),
         }
     }
 }
 
+/// The name the platform dialects (which mirror Amazon Cognito and
+/// DynamoDB) give each refusal, as the first word of the message:
+/// `NotAuthorizedException: Incorrect username or password.` Clients match
+/// on it; the domain's own words carry no vendor's names.
+fn exception_name(e: &DomainError) -> Option<&'static str> {
+    Some(match e {
+        DomainError::InvalidPassword(_) => "InvalidPasswordException",
+        DomainError::UsernameExists(_) => "UsernameExistsException",
+        DomainError::NotAuthorized(_) => "NotAuthorizedException",
+        DomainError::NotConfirmed => "UserNotConfirmedException",
+        DomainError::CodeMismatch => "CodeMismatchException",
+        DomainError::ExpiredCode => "ExpiredCodeException",
+        DomainError::LimitExceeded(_) => "LimitExceededException",
+        DomainError::TooManyRequests(_) => "TooManyRequestsException",
+        // The platform API's documented name of a duplicate project (DynamoDB's).
+        DomainError::NameTaken(_) => "ConditionalCheckFailedException",
+        DomainError::Invalid(_)
+        | DomainError::NotFound(_)
+        | DomainError::Conflict(_)
+        | DomainError::Forbidden(_) => return None,
+    })
+}
+
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
-        let message = e.to_string();
+        let message = match exception_name(&e) {
+            Some(name) => format!("{name}: {e}"),
+            None => e.to_string(),
+        };
         match e {
             DomainError::Invalid(_)
             | DomainError::InvalidPassword(_)
             | DomainError::CodeMismatch
             | DomainError::ExpiredCode => ApiError::BadRequest(message),
-            DomainError::UsernameExists(_) | DomainError::Conflict(_) => {
+            DomainError::UsernameExists(_)
+            | DomainError::NameTaken(_)
+            | DomainError::Conflict(_) => {
                 ApiError::Conflict(message)
             }
             DomainError::NotAuthorized(_) => ApiError::Unauthorized(message),
@@ -117,7 +140,7 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::Domain(d) => d.into(),
             ServiceError::Store(s) => s.into(),
-            e @ ServiceError::Internal(_) => ApiError::internal(e),
+            e @ (ServiceError::Stale | ServiceError::Internal { .. }) => ApiError::internal(e),
         }
     }
 }

@@ -9,13 +9,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_domain::generation::{self, MethodKind, RawOverrides};
 use tessera_domain::project::data::DataKind;
+use tessera_domain::task::GenerationRequest;
 use tessera_projections::tasks::TaskRow;
 use utoipa::ToSchema;
 
 use super::projects::{caller, ok};
 use super::{ApiError, AppState};
-use crate::generation::Request;
-use crate::identity::Principal;
+use crate::app::generation::Request;
+use crate::app::identity::Principal;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenOnly {
@@ -90,13 +91,15 @@ pub async fn images(
             &who,
             Request {
                 project_id: body.project_id,
-                method_ids: body.ls_method_id,
-                data_type,
-                num_aug_p_img: body.num_aug_p_img,
-                data_number: body.data_number,
                 seed: body.seed,
-                overrides: body.parameters,
-                references: body.reference_images,
+                request: GenerationRequest {
+                    method_ids: body.ls_method_id,
+                    data_type,
+                    num_aug_p_img: body.num_aug_p_img,
+                    data_number: body.data_number,
+                    overrides: body.parameters,
+                    references: body.reference_images,
+                },
             },
         )
         .await?;

@@ -23,8 +23,8 @@ use tessera_domain::bus::Bus;
 use utoipa::OpenApi;
 use utoipa_redoc::{Redoc, Servable};
 
-use crate::identity::Identity;
-use crate::store::SqlEventStore;
+use crate::app::identity::Identity;
+use crate::adapters::store::SqlEventStore;
 pub use envelope::Envelope;
 pub use error::ApiError;
 
@@ -34,10 +34,10 @@ pub struct AppState {
     pub bus: Arc<dyn Bus>,
     pub metrics: PrometheusHandle,
     pub identity: Arc<Identity>,
-    pub projects: Arc<crate::projects::Projects>,
-    pub generation: Arc<crate::generation::Generation>,
-    pub downloads: Arc<crate::downloads::Downloads>,
-    pub pools: Arc<crate::pools::Pools>,
+    pub projects: Arc<crate::app::projects::Projects>,
+    pub generation: Arc<crate::app::generation::Generation>,
+    pub downloads: Arc<crate::app::downloads::Downloads>,
+    pub pools: Arc<crate::app::pools::Pools>,
     pub auth_limits: auth::AuthLimits,
 }
 

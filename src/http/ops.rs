@@ -60,7 +60,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    if let Ok(statuses) = crate::runner::status(&state.store).await {
+    if let Ok(statuses) = crate::follow::projections::status(&state.store).await {
         for s in statuses {
             ::metrics::gauge!("tessera_projection_lag_events", "projection" => s.name)
                 .set(s.lag as f64);

@@ -14,7 +14,7 @@ use tessera_domain::identity::{CodePurpose, Role};
 use utoipa::ToSchema;
 
 use super::{ApiError, AppState};
-use crate::identity::{ServiceError, TokenUse};
+use crate::app::{ServiceError, TokenUse};
 
 fn msg(status: StatusCode, body: Value) -> HttpResponse {
     HttpResponse::build(status).json(body)
@@ -216,7 +216,7 @@ pub async fn reset_password(
 async fn principal(
     state: &AppState,
     req: &HttpRequest,
-) -> Result<crate::identity::Principal, ApiError> {
+) -> Result<crate::app::identity::Principal, ApiError> {
     let token = header(req, "access_token")
         .or_else(|| super::auth::bearer(req))
         .ok_or_else(|| ApiError::Unauthorized("missing access_token header".into()))?;

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::auth::access;
 use super::{ApiError, AppState, Envelope};
-use crate::identity::LoginOutcome;
+use crate::app::identity::LoginOutcome;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SignUp {

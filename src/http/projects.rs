@@ -14,8 +14,8 @@ use tessera_domain::DomainError;
 use tessera_projections::data_items::GroupRow;
 
 use super::{ApiError, AppState, Envelope};
-use crate::identity::{Principal, TokenUse};
-use crate::projects::Cursor;
+use crate::app::identity::{Principal, TokenUse};
+use crate::app::projects::Cursor;
 
 /// The caller: the body's ID token if present, else the bearer access token.
 pub(crate) async fn caller(
@@ -308,7 +308,7 @@ pub async fn upload_urls(
         .await?;
     let data: Vec<Value> = urls
         .into_iter()
-        .map(|(filename, s3_key, url)| json!({"filename": filename, "s3_key": s3_key, "url": url, "method": "PUT", "expires_in": crate::projects::UPLOAD_URL_TTL.as_secs()}))
+        .map(|(filename, s3_key, url)| json!({"filename": filename, "s3_key": s3_key, "url": url, "method": "PUT", "expires_in": crate::app::projects::UPLOAD_URL_TTL.as_secs()}))
         .collect();
     Ok(ok(Value::Array(data)))
 }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::auth::bearer;
 use super::{ApiError, AppState};
-use crate::identity::TokenUse;
+use crate::app::identity::TokenUse;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UsersEnvelope {
@@ -84,7 +84,7 @@ pub async fn create(
                 )
                 .await
                 .map_err(|e| match e {
-                    crate::identity::ServiceError::Domain(
+                    crate::app::ServiceError::Domain(
                         tessera_domain::DomainError::UsernameExists(_),
                     ) => ApiError::Conflict("username already exist".into()),
                     other => other.into(),
@@ -114,7 +114,7 @@ pub async fn login(
                 .login(&body.username, &body.password)
                 .await
                 .map_err(|e| match e {
-                    crate::identity::ServiceError::Domain(
+                    crate::app::ServiceError::Domain(
                         tessera_domain::DomainError::NotAuthorized(_),
                     ) => ApiError::Unauthorized("username and password not match".into()),
                     other => other.into(),
@@ -169,7 +169,7 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
             "successfully refresh access_token",
             json!({"access_token": o.access_token, "refresh_token": o.refresh_token}),
         ),
-        Err(crate::identity::ServiceError::Domain(tessera_domain::DomainError::NotAuthorized(
+        Err(crate::app::ServiceError::Domain(tessera_domain::DomainError::NotAuthorized(
             _,
         ))) => reply(
             StatusCode::UNAUTHORIZED,
@@ -243,7 +243,7 @@ pub async fn update_password(
     };
     match state.identity.reset_with_token(token, &body.password).await {
         Ok(()) => reply(StatusCode::OK, "password successfully updated", Value::Null),
-        Err(crate::identity::ServiceError::Domain(
+        Err(crate::app::ServiceError::Domain(
             tessera_domain::DomainError::CodeMismatch
             | tessera_domain::DomainError::ExpiredCode
             | tessera_domain::DomainError::NotFound(_),

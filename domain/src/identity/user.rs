@@ -97,8 +97,10 @@ pub enum UserEvent {
     },
 }
 
-impl UserEvent {
-    pub fn event_type(&self) -> &'static str {
+impl crate::aggregate::DomainEvent for UserEvent {
+    const STREAM_TYPE: &'static str = STREAM_TYPE;
+
+    fn event_type(&self) -> &'static str {
         match self {
             UserEvent::UserRegistered { .. } => "UserRegistered",
             UserEvent::CodeIssued { .. } => "CodeIssued",
@@ -154,33 +156,21 @@ pub struct User {
 
 /// Events to append plus the answer to give. A refused command may still
 /// record facts (a wrong code counts against the code).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    pub events: Vec<UserEvent>,
-    pub outcome: Result<(), DomainError>,
-}
-
-impl Decision {
-    fn ok(events: Vec<UserEvent>) -> Decision {
-        Decision {
-            events,
-            outcome: Ok(()),
-        }
-    }
-
-    fn refuse(events: Vec<UserEvent>, e: DomainError) -> Decision {
-        Decision {
-            events,
-            outcome: Err(e),
-        }
-    }
-}
+pub type Decision = crate::aggregate::Decision<UserEvent>;
 
 /// Whether a login attempt may check the password now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoginAdmission {
     Admitted(UserEvent),
     Refused(DomainError),
+}
+
+impl crate::aggregate::Aggregate for User {
+    type Event = UserEvent;
+
+    fn fold(_: &str, events: &[UserEvent]) -> Option<User> {
+        User::fold(events)
+    }
 }
 
 impl User {

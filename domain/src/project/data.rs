@@ -151,13 +151,30 @@ pub enum DataEvent {
     },
 }
 
-impl DataEvent {
-    pub fn event_type(&self) -> &'static str {
+impl crate::aggregate::DomainEvent for DataEvent {
+    const STREAM_TYPE: &'static str = DATA_STREAM_TYPE;
+
+    fn event_type(&self) -> &'static str {
         match self {
             DataEvent::DataItemsUploaded { .. } => "DataItemsUploaded",
             DataEvent::DataItemsDeleted { .. } => "DataItemsDeleted",
             DataEvent::DataItemsSplit { .. } => "DataItemsSplit",
         }
+    }
+}
+
+/// A project's data items as one stream: its state is the inline
+/// `data_items` read model (current as of the stream's version, since both
+/// change in one transaction), so the stream is versioned, never folded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dataset;
+
+impl crate::aggregate::Aggregate for Dataset {
+    type Event = DataEvent;
+    const FOLDED: bool = false;
+
+    fn fold(_: &str, _: &[DataEvent]) -> Option<Dataset> {
+        Some(Dataset)
     }
 }
 
@@ -201,54 +218,83 @@ pub fn check_key_in(s3_prefix: &str, s3_key: &str, filename: &str) -> Result<(),
     }
 }
 
-/// Checks a batch of uploads against the project and its current items and
-/// says what each one records. `existing` holds the current items of the
-/// batch's file names; `originals` is how many ORIGINAL items there are now.
+/// A batch of uploads that passed the checks needing no state: at most a
+/// page of items, each with an allowed file name and a key inside the
+/// project's prefix that ends with it, no name twice, bounded hash and
+/// `gen_id`, originals within the size limit. Only [`UploadBatch::check`]
+/// makes one, so [`plan_upload`] never sees an unchecked item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadBatch(Vec<DataItem>);
+
+impl UploadBatch {
+    pub fn check(
+        s3_prefix: &str,
+        items: Vec<DataItem>,
+        limits: &ProjectLimits,
+    ) -> Result<UploadBatch, DomainError> {
+        if items.is_empty() {
+            return Err(DomainError::Invalid("ls_object_info is empty".into()));
+        }
+        if items.len() > limits.max_batch {
+            return Err(DomainError::Invalid(format!(
+                "ls_object_info holds {} items; at most {} per request",
+                items.len(),
+                limits.max_batch
+            )));
+        }
+        let mut seen = HashSet::with_capacity(items.len());
+        for item in &items {
+            check_filename(&item.filename)?;
+            check_key_in(s3_prefix, &item.s3_key, &item.filename)?;
+            if !seen.insert(item.filename.as_str()) {
+                return Err(DomainError::Invalid(format!(
+                    "{} appears twice in ls_object_info",
+                    item.filename
+                )));
+            }
+            if item.hash.len() > 256 {
+                return Err(DomainError::Invalid(
+                    "hash is longer than 256 characters".into(),
+                ));
+            }
+            if item.gen_id.len() > 256 {
+                return Err(DomainError::Invalid(
+                    "gen_id is longer than 256 characters".into(),
+                ));
+            }
+            if item.kind == DataKind::Original && item.size > limits.max_upload_bytes {
+                return Err(DomainError::Invalid(format!(
+                    "{} is {} bytes; uploads may be at most {} bytes",
+                    item.filename, item.size, limits.max_upload_bytes
+                )));
+            }
+        }
+        Ok(UploadBatch(items))
+    }
+
+    pub fn items(&self) -> &[DataItem] {
+        &self.0
+    }
+
+    /// The batch's file names, in order.
+    pub fn filenames(&self) -> Vec<&str> {
+        self.0.iter().map(|i| i.filename.as_str()).collect()
+    }
+}
+
+/// What each upload of a checked batch records, given the current items of
+/// the batch's file names (`existing`) and how many ORIGINAL items the
+/// project holds now (`originals`): what it replaces, within the project's
+/// limit of originals.
 pub fn plan_upload(
-    s3_prefix: &str,
-    items: Vec<DataItem>,
+    batch: &UploadBatch,
     existing: &HashMap<String, Existing>,
     originals: u64,
     limits: &ProjectLimits,
 ) -> Result<Vec<Uploaded>, DomainError> {
-    if items.is_empty() {
-        return Err(DomainError::Invalid("ls_object_info is empty".into()));
-    }
-    if items.len() > limits.max_batch {
-        return Err(DomainError::Invalid(format!(
-            "ls_object_info holds {} items; at most {} per request",
-            items.len(),
-            limits.max_batch
-        )));
-    }
-    let mut seen = HashSet::with_capacity(items.len());
     let mut new_originals = originals;
-    let mut planned = Vec::with_capacity(items.len());
-    for item in items {
-        check_filename(&item.filename)?;
-        check_key_in(s3_prefix, &item.s3_key, &item.filename)?;
-        if !seen.insert(item.filename.clone()) {
-            return Err(DomainError::Invalid(format!(
-                "{} appears twice in ls_object_info",
-                item.filename
-            )));
-        }
-        if item.hash.len() > 256 {
-            return Err(DomainError::Invalid(
-                "hash is longer than 256 characters".into(),
-            ));
-        }
-        if item.gen_id.len() > 256 {
-            return Err(DomainError::Invalid(
-                "gen_id is longer than 256 characters".into(),
-            ));
-        }
-        if item.kind == DataKind::Original && item.size > limits.max_upload_bytes {
-            return Err(DomainError::Invalid(format!(
-                "{} is {} bytes; uploads may be at most {} bytes",
-                item.filename, item.size, limits.max_upload_bytes
-            )));
-        }
+    let mut planned = Vec::with_capacity(batch.0.len());
+    for item in &batch.0 {
         let replaces = existing.get(&item.filename).map(|e| Replaced {
             size: e.size,
             kind: e.kind,
@@ -260,7 +306,10 @@ pub fn plan_upload(
         } else if item.kind != DataKind::Original && was_original {
             new_originals = new_originals.saturating_sub(1);
         }
-        planned.push(Uploaded { item, replaces });
+        planned.push(Uploaded {
+            item: item.clone(),
+            replaces,
+        });
     }
     if new_originals > limits.max_originals_per_project && new_originals > originals {
         return Err(DomainError::LimitExceeded(format!(
@@ -348,12 +397,11 @@ mod tests {
         assert!(check_filename("a/b").is_err());
     }
 
-    #[test]
-    fn uploads_record_what_they_replace_and_respect_limits() {
-        let limits = ProjectLimits {
-            max_originals_per_project: 2,
-            ..Default::default()
-        };
+    fn batch(items: Vec<DataItem>, limits: &ProjectLimits) -> UploadBatch {
+        UploadBatch::check(P, items, limits).unwrap()
+    }
+
+    fn one_existing_original() -> HashMap<String, Existing> {
         let mut existing = HashMap::new();
         existing.insert(
             "a.png".to_owned(),
@@ -364,19 +412,60 @@ mod tests {
                 classtype: None,
             },
         );
-        let planned =
-            plan_upload(P, vec![item("a.png"), item("b.png")], &existing, 1, &limits).unwrap();
+        existing
+    }
+
+    #[test]
+    fn given_an_existing_file_when_it_is_uploaded_again_then_the_upload_records_what_it_replaces() {
+        let limits = ProjectLimits::default();
+        let existing = one_existing_original();
+        let planned = plan_upload(
+            &batch(vec![item("a.png"), item("b.png")], &limits),
+            &existing,
+            1,
+            &limits,
+        )
+        .unwrap();
         assert_eq!(planned[0].replaces.unwrap().size, 7);
         assert!(planned[1].replaces.is_none());
-        let over = plan_upload(P, vec![item("b.png"), item("c.png")], &existing, 1, &limits);
+    }
+
+    #[test]
+    fn given_a_full_project_when_new_originals_arrive_then_the_limit_refuses_them() {
+        let limits = ProjectLimits {
+            max_originals_per_project: 2,
+            ..Default::default()
+        };
+        let over = plan_upload(
+            &batch(vec![item("b.png"), item("c.png")], &limits),
+            &one_existing_original(),
+            1,
+            &limits,
+        );
         assert!(matches!(over, Err(DomainError::LimitExceeded(_))));
-        let twice = plan_upload(P, vec![item("b.png"), item("b.png")], &existing, 1, &limits);
-        assert!(twice.is_err());
+        // Replacing an original does not count twice.
+        let replace = plan_upload(
+            &batch(vec![item("a.png"), item("b.png")], &limits),
+            &one_existing_original(),
+            1,
+            &limits,
+        );
+        assert!(replace.is_ok());
+    }
+
+    #[test]
+    fn a_batch_is_refused_whole_for_a_repeated_name_its_size_or_an_oversized_file() {
+        let limits = ProjectLimits::default();
+        assert!(UploadBatch::check(P, vec![item("b.png"), item("b.png")], &limits).is_err());
+        assert!(UploadBatch::check(P, Vec::new(), &limits).is_err());
         let many: Vec<_> = (0..501).map(|i| item(&format!("{i}.png"))).collect();
-        assert!(plan_upload(P, many, &HashMap::new(), 0, &ProjectLimits::default()).is_err());
+        assert!(UploadBatch::check(P, many, &limits).is_err());
         let mut big = item("big.png");
         big.size = limits.max_upload_bytes + 1;
-        assert!(plan_upload(P, vec![big], &HashMap::new(), 0, &limits).is_err());
+        assert!(UploadBatch::check(P, vec![big], &limits).is_err());
+        let mut outside = item("x.png");
+        outside.s3_key = "tessera/us-east-2:v/p_1/x.png".into();
+        assert!(UploadBatch::check(P, vec![outside], &limits).is_err());
     }
 
     #[test]

@@ -89,6 +89,50 @@ pub fn parse_description(raw: &str, limits: &ProjectLimits) -> Result<String, Do
     Ok(raw.to_owned())
 }
 
+/// A project as its owner asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewProject<'a> {
+    /// The owner's user id and storage identity (`<region>:<uuid>`).
+    pub owner: &'a str,
+    pub identity_id: &'a str,
+    pub name: &'a str,
+    pub description: &'a str,
+    pub is_sample: bool,
+}
+
+/// Decides a new project: a valid name and description, room under the
+/// owner's project limit (`owned`: how many projects they have now), the id
+/// `<name>_<id_hex>` (`id_hex`: 32 random hex digits) and the storage prefix
+/// `<bucket>/<identity_id>/<project_id>`.
+pub fn create(
+    new: &NewProject<'_>,
+    owned: usize,
+    bucket: &str,
+    id_hex: &str,
+    limits: &ProjectLimits,
+    now: i64,
+) -> Result<ProjectEvent, DomainError> {
+    let name = ProjectName::parse(new.name, limits)?;
+    let description = parse_description(new.description, limits)?;
+    if owned >= limits.max_projects_per_user {
+        return Err(DomainError::LimitExceeded(format!(
+            "A user may have at most {} projects.",
+            limits.max_projects_per_user
+        )));
+    }
+    let project_id = format!("{}_{id_hex}", name.as_str());
+    Ok(ProjectEvent::ProjectCreated {
+        s3_prefix: format!("{bucket}/{}/{project_id}", new.identity_id),
+        project_id,
+        owner: new.owner.to_owned(),
+        identity_id: new.identity_id.to_owned(),
+        name,
+        description,
+        is_sample: new.is_sample,
+        at: now,
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event_type", content = "payload")]
 pub enum ProjectEvent {
@@ -115,8 +159,10 @@ pub enum ProjectEvent {
     },
 }
 
-impl ProjectEvent {
-    pub fn event_type(&self) -> &'static str {
+impl crate::aggregate::DomainEvent for ProjectEvent {
+    const STREAM_TYPE: &'static str = STREAM_TYPE;
+
+    fn event_type(&self) -> &'static str {
         match self {
             ProjectEvent::ProjectCreated { .. } => "ProjectCreated",
             ProjectEvent::ProjectRenamed { .. } => "ProjectRenamed",
@@ -137,6 +183,14 @@ pub struct Project {
     pub is_sample: bool,
     pub s3_prefix: String,
     pub deleted: bool,
+}
+
+impl crate::aggregate::Aggregate for Project {
+    type Event = ProjectEvent;
+
+    fn fold(_: &str, events: &[ProjectEvent]) -> Option<Project> {
+        Project::fold(events)
+    }
 }
 
 impl Project {
@@ -216,7 +270,46 @@ impl Project {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    const NEW: NewProject<'static> = NewProject {
+        owner: "u1",
+        identity_id: "us-east-2:abc",
+        name: "cats",
+        description: "",
+        is_sample: false,
+    };
+
+    #[test]
+    fn given_room_when_a_project_is_created_then_its_id_and_prefix_follow_the_name() {
+        let l = ProjectLimits::default();
+        let hex = "0123456789abcdef0123456789abcdef";
+        let ProjectEvent::ProjectCreated {
+            project_id,
+            s3_prefix,
+            owner,
+            ..
+        } = create(&NEW, 4, "tessera", hex, &l, 7).unwrap()
+        else {
+            panic!("not a creation")
+        };
+        assert_eq!(project_id, format!("cats_{hex}"));
+        assert_eq!(s3_prefix, format!("tessera/us-east-2:abc/cats_{hex}"));
+        assert_eq!(owner, "u1");
+    }
+
+    #[test]
+    fn given_the_limit_of_projects_when_another_is_created_then_it_is_refused() {
+        let l = ProjectLimits::default();
+        let refused = create(&NEW, 5, "tessera", "00", &l, 7);
+        assert!(matches!(refused, Err(DomainError::LimitExceeded(_))));
+        let bad_name = NewProject { name: "../x", ..NEW };
+        assert!(matches!(
+            create(&bad_name, 0, "tessera", "00", &l, 7),
+            Err(DomainError::Invalid(_))
+        ));
+    }
 
     #[test]
     fn names() {

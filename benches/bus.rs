@@ -67,8 +67,9 @@ where
 
 fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
     v.sort();
-    let at = |q: f64| v[((v.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e6;
-    (at(0.5), at(0.99))
+    // The sample at `percent` of the sorted run, in µs.
+    let at = |percent: usize| v[(v.len() - 1) * percent / 100].as_secs_f64() * 1e6;
+    (at(50), at(99))
 }
 
 /// The adapter's run, on consumer `bench<id>`.

@@ -105,11 +105,13 @@ fn photo(seed: u32) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        let n = (x % 64) as u8;
+        // Every value below is reduced to 0..=255 before it becomes a byte.
+        let byte = |v: u64| u8::try_from(v % 256).unwrap_or(0);
+        let n = byte(u64::from(x % 64));
         image::Rgb([
-            ((px * 255 / w) as u8).wrapping_add(n),
-            ((py * 255 / h) as u8).wrapping_add(n / 2),
-            (((px + py + seed) % 256) as u8).wrapping_add(n / 3),
+            byte(u64::from(px * 255 / w)).wrapping_add(n),
+            byte(u64::from(py * 255 / h)).wrapping_add(n / 2),
+            byte(u64::from(px + py + seed)).wrapping_add(n / 3),
         ])
     });
     let mut out = Vec::new();
@@ -194,7 +196,7 @@ async fn run() {
     // The data: distinct photos, repeated under new names up to the target.
     let photos: Vec<Arc<Vec<u8>>> = (0..12).map(|i| Arc::new(photo(i))).collect();
     let avg = photos.iter().map(|p| p.len() as u64).sum::<u64>() / photos.len() as u64;
-    let count = (target_mb * 1_000_000).div_ceil(avg) as usize;
+    let count = usize::try_from((target_mb * 1_000_000).div_ceil(avg)).unwrap();
     let names: Vec<(String, Arc<Vec<u8>>)> = (0..count)
         .map(|i| {
             (

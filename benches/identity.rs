@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use tessera::adapters::mail::FileMailer;
 use tessera::adapters::secrets::Secrets;
-use tessera::app::identity::{Identity, IdentityConfig, TokenUse};
 use tessera::adapters::store::SqlEventStore;
+use tessera::app::identity::{Identity, IdentityConfig, TokenUse};
 use tessera_domain::identity::Role;
 
 const LOGINS: usize = 30;
@@ -77,7 +77,9 @@ async fn run() {
         .unwrap();
     let started = Instant::now();
     for _ in 0..LOGINS {
-        assert!(tessera::app::identity::passwords::verify(password.to_owned(), Some(phc.clone())).await);
+        assert!(
+            tessera::app::identity::passwords::verify(password.to_owned(), Some(phc.clone())).await
+        );
     }
     let argon = LOGINS as f64 / started.elapsed().as_secs_f64();
 

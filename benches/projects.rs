@@ -50,11 +50,12 @@ struct Stats {
 
 fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    // The sample at `percent` of the sorted run.
+    let at = |percent: usize| samples[(samples.len() * percent / 100).min(samples.len() - 1)];
     Stats {
-        p50: at(0.50),
-        p99: at(0.99),
-        mean: samples.iter().sum::<Duration>() / samples.len() as u32,
+        p50: at(50),
+        p99: at(99),
+        mean: samples.iter().sum::<Duration>() / u32::try_from(samples.len()).unwrap(),
     }
 }
 
@@ -331,7 +332,10 @@ async fn run() {
         .iter()
         .map(|p| p["groups"]["ORIGINAL"]["count"].as_i64().unwrap())
         .sum();
-    assert_eq!(total as usize, PROJECTS * ITEMS_PER_PROJECT + BATCH);
+    assert_eq!(
+        usize::try_from(total).unwrap(),
+        PROJECTS * ITEMS_PER_PROJECT + BATCH
+    );
     ceiling_handle.stop(true).await;
 
     let list = stats(list_samples);

@@ -284,4 +284,3 @@ pub async fn run(
     })
     .await;
 }
-

@@ -4,9 +4,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tessera::shell::cli::{AdminAction, Cli, Command, EventsAction, PoolsAction, ProjectionsAction};
 use tessera::adapters::store::SqlEventStore;
 use tessera::follow::projections as runner;
+use tessera::shell::cli::{
+    AdminAction, Cli, Command, EventsAction, PoolsAction, ProjectionsAction,
+};
 use tessera::shell::serve;
 
 fn init_logs() {

@@ -163,7 +163,6 @@ impl<E> From<Result<Vec<E>, DomainError>> for Decision<E> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use serde::Deserialize;
 

@@ -273,7 +273,6 @@ pub fn zip_name(project_name: &str, down_type: DownType, task_id: &str) -> Strin
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     fn requested() -> DownloadEvent {

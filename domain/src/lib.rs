@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub mod bus;
+pub mod convert;
 pub mod download;
 pub mod error;
 pub mod event;

@@ -201,7 +201,16 @@ pub async fn by_id(
     owner: &str,
     task_id: &str,
 ) -> Result<Option<TaskRow>, sqlx::Error> {
-    Ok(by_task(conn, task_id).await?.filter(|t| t.owner == owner))
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM tasks WHERE task_id = $1 AND owner = $2"
+    ))
+    .bind(task_id)
+    .bind(owner)
+    .fetch_optional(conn)
+    .await?
+    .as_ref()
+    .map(row)
+    .transpose()
 }
 
 /// A task whoever owns it (for the core's own use, never a user's request).

@@ -76,9 +76,12 @@ impl Downloads {
     ) -> Result<String> {
         let down_type = DownType::parse(down_type)?;
         let project = self.projects.by_id(who, project_id).await?;
-        let items =
-            data_items::of_kinds(&mut *self.conn().await?, &project.project_id, down_type.kinds())
-                .await?;
+        let items = data_items::of_kinds(
+            &mut *self.conn().await?,
+            &project.project_id,
+            down_type.kinds(),
+        )
+        .await?;
         if items.is_empty() {
             let what = match down_type {
                 DownType::All => "images".to_owned(),
@@ -182,9 +185,11 @@ impl Downloads {
     }
 
     async fn existing_build(&self, project_id: &str, fingerprint: &str) -> Result<Option<String>> {
-        Ok(downloads::by_build(&mut *self.conn().await?, project_id, fingerprint)
-            .await?
-            .map(|r| r.task_id))
+        Ok(
+            downloads::by_build(&mut *self.conn().await?, project_id, fingerprint)
+                .await?
+                .map(|r| r.task_id),
+        )
     }
 
     /// One of the caller's download tasks, with a fresh link once finished.

@@ -49,7 +49,9 @@ impl RetryPolicy {
             .base
             .saturating_mul(1u32 << attempt.min(16))
             .min(self.cap);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = u64::try_from(ceiling.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         Duration::from_millis(rand::random::<u64>() % millis)
     }
 }
@@ -68,8 +70,10 @@ impl<E, T> Change<E, T> {
     /// same transaction (only when this change has events of its own).
     pub fn also<D: DomainEvent>(mut self, stream_id: &str, events: &[D]) -> Result<Self> {
         if !events.is_empty() {
-            self.also
-                .push((StreamRef::new(D::STREAM_TYPE, stream_id), encode_all(events)?));
+            self.also.push((
+                StreamRef::new(D::STREAM_TYPE, stream_id),
+                encode_all(events)?,
+            ));
         }
         Ok(self)
     }
@@ -270,8 +274,13 @@ impl Executor {
         D: Fn(Option<&A>) -> Result<C>,
         C: Into<Change<A::Event, T>>,
     {
-        self.execute_with(stream_id, actor, |_| async { Ok(()) }, |a, _: &()| decide(a))
-            .await
+        self.execute_with(
+            stream_id,
+            actor,
+            |_| async { Ok(()) },
+            |a, _: &()| decide(a),
+        )
+        .await
     }
 
     /// Runs a command whose decision also reads a second state source (an

@@ -100,7 +100,9 @@ impl Pools {
             .exec
             .execute::<Pool, (), _, _>(&pool::stream_id(&name), user_id, |pool| {
                 let pool = pool.ok_or_else(|| ServiceError::bug("a pool stream without a name"))?;
-                Ok(Vec::from_iter(pool.act(action, user_id, shared, admin, at)?))
+                Ok(Vec::from_iter(
+                    pool.act(action, user_id, shared, admin, at)?,
+                ))
             })
             .await?;
         if !done.events.is_empty() {

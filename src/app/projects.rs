@@ -2,7 +2,6 @@
 //! decide from the `data_items` read model under their stream's version.
 //! Reads come from the read models, never from the log.
 
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -213,7 +212,12 @@ impl Projects {
     /// How many augmentation runs a project has had.
     pub async fn times_generated(&self, project_id: &str) -> Result<i64> {
         let mut conn = self.conn().await?;
-        Ok(tessera_projections::tasks::times(&mut conn, project_id, tessera_domain::task::TaskKind::Augment).await?)
+        Ok(tessera_projections::tasks::times(
+            &mut conn,
+            project_id,
+            tessera_domain::task::TaskKind::Augment,
+        )
+        .await?)
     }
 }
 

@@ -46,7 +46,11 @@ impl Reactor for GenerationDispatcher {
                 if let PoolEvent::WorkerPoolStarted { pool, .. } = pool? {
                     let n = self.generation.release_held(&pool, &self.pools).await?;
                     if n > 0 {
-                        tracing::info!(pool, jobs = n, "worker pool started; held tasks dispatched");
+                        tracing::info!(
+                            pool,
+                            jobs = n,
+                            "worker pool started; held tasks dispatched"
+                        );
                     }
                 }
             }
@@ -97,9 +101,8 @@ impl Reactor for SignOuts {
 
     async fn react(&self, events: &[RecordedEvent]) -> Result<(), Cause> {
         for e in events {
-            if let Some(
-                UserEvent::SignedOut { .. } | UserEvent::RefreshReuseDetected { .. },
-            ) = e.decode_if::<UserEvent>().transpose()?
+            if let Some(UserEvent::SignedOut { .. } | UserEvent::RefreshReuseDetected { .. }) =
+                e.decode_if::<UserEvent>().transpose()?
             {
                 self.identity.forget_sessions();
                 break;

@@ -116,12 +116,14 @@ impl Reactor for Janitor {
                     }
                 }
             } else if let Some(download) = e.decode_if::<DownloadEvent>() {
-                if let DownloadEvent::DownloadFinished { .. } | DownloadEvent::DownloadFailed { .. } =
-                    download?
+                if let DownloadEvent::DownloadFinished { .. }
+                | DownloadEvent::DownloadFailed { .. } = download?
                 {
                     // The spec (an object key) has done its work; the zip stays.
                     if let Some(d) = self.fold::<Download>(&e.stream_id).await? {
-                        self.objects.delete(std::slice::from_ref(&d.spec_key)).await?;
+                        self.objects
+                            .delete(std::slice::from_ref(&d.spec_key))
+                            .await?;
                     }
                 }
             }

@@ -110,7 +110,11 @@ impl Follower {
     }
 
     /// One batch after the follower's position; how many events it held.
-    async fn step(&self, store: &SqlEventStore, at: &mut Option<LogPosition>) -> Result<usize, Cause> {
+    async fn step(
+        &self,
+        store: &SqlEventStore,
+        at: &mut Option<LogPosition>,
+    ) -> Result<usize, Cause> {
         match self {
             Follower::Projection(p) => Ok(projections::catch_up_once(store, p.as_ref()).await?),
             Follower::Reactor(r) => reactor::react_once(store, r.as_ref(), at).await,

@@ -16,7 +16,6 @@ use tessera_projections::Projection;
 use super::{advance, checkpoint, CheckpointLock, BATCH};
 use crate::adapters::store::{Dialect, SqlEventStore};
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error(transparent)]

@@ -17,8 +17,8 @@ use tessera_domain::download::DownloadEvent;
 use tessera_domain::task::TaskEvent;
 use tessera_domain::{Cause, LogPosition, RecordedEvent};
 
-use crate::follow::reactor::Reactor;
 use crate::adapters::store::SqlEventStore;
+use crate::follow::reactor::Reactor;
 
 pub const EVENTS_STREAM: &str = "TESSERA_EVENTS";
 /// The checkpoint row of the relay (beside the projections').
@@ -176,11 +176,7 @@ impl Reactor for Relay {
             let publish = jetstream::message::PublishMessage::build()
                 .payload(body(e).into())
                 .message_id(e.event_id.to_string());
-            acks.push(
-                self.js
-                    .send_publish(subject(e), publish)
-                    .await?,
-            );
+            acks.push(self.js.send_publish(subject(e), publish).await?);
         }
         for ack in acks {
             ack.await?;

@@ -122,9 +122,7 @@ impl From<DomainError> for ApiError {
             | DomainError::ExpiredCode => ApiError::BadRequest(message),
             DomainError::UsernameExists(_)
             | DomainError::NameTaken(_)
-            | DomainError::Conflict(_) => {
-                ApiError::Conflict(message)
-            }
+            | DomainError::Conflict(_) => ApiError::Conflict(message),
             DomainError::NotAuthorized(_) => ApiError::Unauthorized(message),
             DomainError::NotConfirmed | DomainError::Forbidden(_) => ApiError::Forbidden(message),
             DomainError::LimitExceeded(_) | DomainError::TooManyRequests(_) => {

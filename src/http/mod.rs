@@ -23,8 +23,8 @@ use tessera_domain::bus::Bus;
 use utoipa::OpenApi;
 use utoipa_redoc::{Redoc, Servable};
 
-use crate::app::identity::Identity;
 use crate::adapters::store::SqlEventStore;
+use crate::app::identity::Identity;
 pub use envelope::Envelope;
 pub use error::ApiError;
 

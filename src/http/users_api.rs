@@ -169,13 +169,13 @@ pub async fn refresh(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
             "successfully refresh access_token",
             json!({"access_token": o.access_token, "refresh_token": o.refresh_token}),
         ),
-        Err(crate::app::ServiceError::Domain(tessera_domain::DomainError::NotAuthorized(
-            _,
-        ))) => reply(
-            StatusCode::UNAUTHORIZED,
-            "please provided a valid refresh_token!",
-            Value::Null,
-        ),
+        Err(crate::app::ServiceError::Domain(tessera_domain::DomainError::NotAuthorized(_))) => {
+            reply(
+                StatusCode::UNAUTHORIZED,
+                "please provided a valid refresh_token!",
+                Value::Null,
+            )
+        }
         Err(e) => fail(e),
     }
 }

@@ -52,7 +52,6 @@ pub enum ServeError {
     Storage(String),
 }
 
-
 /// Connects object storage: the external S3 when `S3_ENDPOINT` is set, else
 /// the embedded endpoint (started here, stopped by `shutdown`).
 pub async fn build_storage(
@@ -128,16 +127,16 @@ pub fn build_identity(
     exec: &Arc<Executor>,
     bound: std::net::SocketAddr,
 ) -> Result<Identity, ServeError> {
-    let secrets = crate::adapters::secrets::Secrets::load(a.secret.as_deref(), &store_args.data_dir)?;
+    let secrets =
+        crate::adapters::secrets::Secrets::load(a.secret.as_deref(), &store_args.data_dir)?;
     let from: lettre::message::Mailbox = a
         .mail_from
         .parse()
         .map_err(|e| ServeError::Mail(format!("TESSERA_MAIL_FROM: {e}")))?;
     let mailer: Arc<dyn tessera_domain::mail::Mailer> = match a.smtp_url.as_deref() {
-        Some(url) if !url.is_empty() => Arc::new(
-            SmtpMailer::new(url, from)
-                .map_err(|e| ServeError::Mail(e.to_string()))?,
-        ),
+        Some(url) if !url.is_empty() => {
+            Arc::new(SmtpMailer::new(url, from).map_err(|e| ServeError::Mail(e.to_string()))?)
+        }
         _ => Arc::new(
             FileMailer::new(store_args.data_dir.join("mail"), from)
                 .map_err(|e| ServeError::Mail(e.to_string()))?,
@@ -216,9 +215,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     // the in-process queue.
     let nats = match args.nats_url.as_deref().filter(|u| !u.is_empty()) {
         Some(url) => {
-            let bus = crate::adapters::bus::nats::NatsBus::connect(url).await.map_err(|e| {
-                ServeError::Bus(format!("NATS at {}: {e}", crate::adapters::store::redact(url)))
-            })?;
+            let bus = crate::adapters::bus::nats::NatsBus::connect(url)
+                .await
+                .map_err(|e| {
+                    ServeError::Bus(format!(
+                        "NATS at {}: {e}",
+                        crate::adapters::store::redact(url)
+                    ))
+                })?;
             tracing::info!("relaying events to tessera.events.> on NATS");
             let relay = crate::follow::relay::Relay::new(bus.client().clone(), store.clone())
                 .await
@@ -233,7 +237,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             let bus = crate::adapters::bus::rabbit::RabbitBus::connect(url)
                 .await
                 .map_err(|e| {
-                    ServeError::Bus(format!("RabbitMQ at {}: {e}", crate::adapters::store::redact(url)))
+                    ServeError::Bus(format!(
+                        "RabbitMQ at {}: {e}",
+                        crate::adapters::store::redact(url)
+                    ))
                 })?;
             tracing::info!("job bus: RabbitMQ");
             Arc::new(bus)
@@ -266,7 +273,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
         source,
     })?;
     let identity = Arc::new(build_identity(&args.identity, &args.store, &exec, bound)?);
-    let secrets = crate::adapters::secrets::Secrets::load(args.identity.secret.as_deref(), data_dir)?;
+    let secrets =
+        crate::adapters::secrets::Secrets::load(args.identity.secret.as_deref(), data_dir)?;
     let objects = build_storage(
         &args.storage,
         data_dir,
@@ -283,9 +291,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
             objects: objects.clone(),
         },
     ))));
-    background.push(follow_log(Follower::Reactor(Arc::new(dispatch::SignOuts {
-        identity: identity.clone(),
-    }))));
+    background.push(follow_log(Follower::Reactor(Arc::new(
+        dispatch::SignOuts {
+            identity: identity.clone(),
+        },
+    ))));
     let projects = Arc::new(crate::app::projects::Projects::new(
         exec.clone(),
         tessera_domain::project::ProjectLimits {
@@ -349,10 +359,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     )));
     if args.embedded_workers && !args.no_workers {
         background.push(tokio::spawn(crate::jobs::run(
-            crate::jobs::WorkerConfig::compress(
-                0,
-                Duration::from_secs(args.ack_wait_secs.max(1)),
-            ),
+            crate::jobs::WorkerConfig::compress(0, Duration::from_secs(args.ack_wait_secs.max(1))),
             bus.clone(),
             objects.clone(),
             stop_rx.clone(),
@@ -433,4 +440,3 @@ pub async fn serve(args: ServeArgs) -> Result<(), ServeError> {
     tracing::info!("stopped");
     Ok(())
 }
-

@@ -18,9 +18,10 @@ pub async fn main(args: crate::shell::cli::WorkerArgs) -> Result<(), String> {
             "unknown job kind {kind}; known: generate, compress"
         ));
     }
-    let bus = crate::adapters::bus::connect_broker(args.nats_url.as_deref(), args.amqp_url.as_deref())
-        .await?
-        .ok_or("a worker needs the shared bus: set NATS_URL or AMQP_URL")?;
+    let bus =
+        crate::adapters::bus::connect_broker(args.nats_url.as_deref(), args.amqp_url.as_deref())
+            .await?
+            .ok_or("a worker needs the shared bus: set NATS_URL or AMQP_URL")?;
     let config = match args
         .storage
         .s3_endpoint

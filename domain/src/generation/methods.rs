@@ -9,6 +9,8 @@
 
 use serde::ser::{Serialize, SerializeStruct, Serializer};
 
+use crate::convert::whole_i64;
+
 /// Whether a method makes new training data or cleans up the source images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -69,11 +71,14 @@ impl Serialize for ParamSpec {
                 )?;
             }
             ParamType::Int => {
-                s.serialize_field("min", &(self.min as i64))?;
-                s.serialize_field("max", &(self.max as i64))?;
+                s.serialize_field("min", &whole_i64(self.min))?;
+                s.serialize_field("max", &whole_i64(self.max))?;
                 s.serialize_field(
                     "default_range",
-                    &[self.default_range.0 as i64, self.default_range.1 as i64],
+                    &[
+                        whole_i64(self.default_range.0),
+                        whole_i64(self.default_range.1),
+                    ],
                 )?;
             }
             ParamType::Bool => {

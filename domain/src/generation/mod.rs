@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::convert::whole_i64;
 use crate::error::DomainError;
 pub use methods::{MethodKind, MethodSpec, ParamSpec, ParamType, RETIRED};
 pub use rng::SplitMix64;
@@ -167,7 +168,7 @@ impl Params {
     pub fn int(&self, name: &str) -> Option<i64> {
         match self.get(name)? {
             ParamValue::Int(i) => Some(i),
-            ParamValue::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(f as i64),
+            ParamValue::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(whole_i64(f)),
             ParamValue::Float(_) => None,
             ParamValue::Bool(b) => Some(i64::from(b)),
         }
@@ -263,7 +264,7 @@ fn check_value(
                     value
                         .as_f64()
                         .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                        .map(|f| f as i64)
+                        .map(whole_i64)
                 })
                 .ok_or_else(|| {
                     DomainError::Invalid(format!("{} must be an integer, not {value}", where_()))
@@ -293,7 +294,7 @@ fn check_value(
 
 fn show_bound(p: &ParamSpec, v: f64) -> String {
     match p.ty {
-        ParamType::Int => (v as i64).to_string(),
+        ParamType::Int => whole_i64(v).to_string(),
         _ => v.to_string(),
     }
 }
@@ -347,11 +348,13 @@ pub fn sample(
         let drawn = match p.ty {
             ParamType::Float => ParamValue::Float(r.range_f64(lo, hi)),
             ParamType::Int if p.odd => {
-                let first = odd_at_or_above(lo.ceil() as i64);
-                let steps = ((hi.floor() as i64 - first) / 2).max(0);
+                let first = odd_at_or_above(whole_i64(lo.ceil()));
+                let steps = ((whole_i64(hi.floor()) - first) / 2).max(0);
                 ParamValue::Int(first + 2 * r.range_i64(0, steps))
             }
-            ParamType::Int => ParamValue::Int(r.range_i64(lo.ceil() as i64, hi.floor() as i64)),
+            ParamType::Int => {
+                ParamValue::Int(r.range_i64(whole_i64(lo.ceil()), whole_i64(hi.floor())))
+            }
             ParamType::Bool => {
                 let coin = r.next_u64() & 1 == 1;
                 ParamValue::Bool(if lo == hi { lo != 0.0 } else { coin })
@@ -413,7 +416,6 @@ pub fn plan_image(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use serde_json::json;
 
@@ -453,7 +455,7 @@ mod tests {
                     assert_eq!(p.max.fract(), 0.0);
                 }
                 if p.odd {
-                    assert_eq!(p.min as i64 % 2, 1);
+                    assert_eq!(whole_i64(p.min) % 2, 1);
                 }
             }
         }

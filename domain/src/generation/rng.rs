@@ -99,7 +99,7 @@ mod tests {
         let mut r = SplitMix64::new(99);
         let mut seen = [false; 5];
         for _ in 0..1000 {
-            let i = r.range_i64(0, 4) as usize;
+            let i = usize::try_from(r.range_i64(0, 4)).unwrap();
             if let Some(s) = seen.get_mut(i) {
                 *s = true;
             }
@@ -117,8 +117,8 @@ mod tests {
             sum += a + b;
             sq += a * a + b * b;
         }
-        let mean = sum / n as f64;
-        let var = sq / n as f64 - mean * mean;
+        let mean = sum / f64::from(n);
+        let var = sq / f64::from(n) - mean * mean;
         assert!(mean.abs() < 0.05, "mean {mean}");
         assert!((var - 1.0).abs() < 0.05, "variance {var}");
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::values::{CodePurpose, Email, Role, Username};
 use super::{constant_time_eq, lockout_secs, INVITES_PER_DAY, MAX_CODE_TRIES, MAX_FAILED_LOGINS};
+use crate::convert::count_u32;
 use crate::error::DomainError;
 
 pub const STREAM_TYPE: &str = "user";
@@ -321,12 +322,13 @@ impl User {
                 locked_until - now
             )));
         }
-        let in_flight = self
-            .in_flight
-            .values()
-            .filter(|at| now - **at < ATTEMPT_TIMEOUT_SECS)
-            .count() as u32;
-        let stale = self.in_flight.len() as u32 - in_flight;
+        let in_flight = count_u32(
+            self.in_flight
+                .values()
+                .filter(|at| now - **at < ATTEMPT_TIMEOUT_SECS)
+                .count(),
+        );
+        let stale = count_u32(self.in_flight.len()) - in_flight;
         let failures = self.failures + stale;
         let budget = if failures < MAX_FAILED_LOGINS {
             MAX_FAILED_LOGINS - failures

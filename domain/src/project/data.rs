@@ -368,7 +368,6 @@ pub fn plan_delete(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     const P: &str = "tessera/us-east-2:u/p_1";

@@ -270,7 +270,6 @@ impl Project {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     const NEW: NewProject<'static> = NewProject {
@@ -304,7 +303,10 @@ mod tests {
         let l = ProjectLimits::default();
         let refused = create(&NEW, 5, "tessera", "00", &l, 7);
         assert!(matches!(refused, Err(DomainError::LimitExceeded(_))));
-        let bad_name = NewProject { name: "../x", ..NEW };
+        let bad_name = NewProject {
+            name: "../x",
+            ..NEW
+        };
         assert!(matches!(
             create(&bad_name, 0, "tessera", "00", &l, 7),
             Err(DomainError::Invalid(_))

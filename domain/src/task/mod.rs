@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::convert::count_u32;
 use crate::error::DomainError;
 use crate::generation::{Overrides, SampledMethod};
 use crate::project::data::{ClassType, DataItem};
@@ -340,7 +341,7 @@ pub struct Task {
 /// How many batches `n` images make.
 pub fn batch_count(n: usize, batch_size: u32) -> u32 {
     let size = batch_size.max(1) as usize;
-    n.div_ceil(size) as u32
+    count_u32(n.div_ceil(size))
 }
 
 impl crate::aggregate::Aggregate for Task {
@@ -424,8 +425,8 @@ impl Task {
                     ..
                 } => {
                     t.recorded.insert(*batch_no);
-                    t.number_finished += outputs.len() as u32;
-                    t.failures += failures.len() as u32;
+                    t.number_finished += count_u32(outputs.len());
+                    t.failures += count_u32(failures.len());
                     t.outputs.extend(outputs.iter().cloned());
                     if t.status == TaskStatus::PreparingData {
                         t.status = TaskStatus::Running;
@@ -465,7 +466,7 @@ impl Task {
                 self.task_id
             )));
         }
-        let last = self.measured.len() as u32 + 1 == self.measure_batches;
+        let last = count_u32(self.measured.len()) + 1 == self.measure_batches;
         let chosen = last.then(|| {
             let all: Vec<&Measurement> = self
                 .measurements
@@ -513,14 +514,14 @@ impl Task {
                 self.task_id
             )));
         }
-        let failed = self.failures + failures.len() as u32;
+        let failed = self.failures + count_u32(failures.len());
         let mut events = vec![TaskEvent::BatchRecorded {
             batch_no,
             outputs,
             failures,
             at: now,
         }];
-        if self.recorded.len() as u32 + 1 == self.batches {
+        if count_u32(self.recorded.len()) + 1 == self.batches {
             events.push(TaskEvent::TaskFinished {
                 status: if failed > 0 {
                     TaskStatus::FinishError
@@ -689,7 +690,7 @@ fn batches(job: GenerateJob, items: &[JobItem], batch_size: u32) -> Vec<Generate
         .chunks(batch_size.max(1) as usize)
         .enumerate()
         .map(|(b, chunk)| GenerateJob {
-            batch_no: b as u32,
+            batch_no: count_u32(b),
             items: chunk.to_vec(),
             ..job.clone()
         })
@@ -792,7 +793,6 @@ pub fn plan_jobs(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     fn requested(n: u32) -> TaskEvent {

@@ -251,7 +251,6 @@ pub fn split(available: &[(String, String)], seed: u64, counts: [u32; 3]) -> Vec
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     const BY: RequestedBy<'static> = RequestedBy {
@@ -299,13 +298,22 @@ mod tests {
 
     #[test]
     fn given_ten_images_when_seven_two_one_are_asked_then_only_train_is_augmented() {
-        let (e, split) =
-            request(&augment(vec![7, 2, 1]), &BY, &images(10), &RunLimits::default()).unwrap();
+        let (e, split) = request(
+            &augment(vec![7, 2, 1]),
+            &BY,
+            &images(10),
+            &RunLimits::default(),
+        )
+        .unwrap();
         let (sources, to_process, number, counts) = requested(e);
         assert_eq!(counts, [7, 2, 1]);
         let of = |c| sources.iter().filter(|s| s.classtype == c).count();
         assert_eq!(
-            (of(ClassType::Train), of(ClassType::Val), of(ClassType::Test)),
+            (
+                of(ClassType::Train),
+                of(ClassType::Val),
+                of(ClassType::Test)
+            ),
             (7, 2, 1)
         );
         assert_eq!(to_process.len(), 7);
@@ -365,7 +373,12 @@ mod tests {
         let mut project = images(3);
         project.augment_runs = 5;
         assert!(matches!(
-            request(&augment(vec![1, 0, 0]), &BY, &project, &RunLimits::default()),
+            request(
+                &augment(vec![1, 0, 0]),
+                &BY,
+                &project,
+                &RunLimits::default()
+            ),
             Err(DomainError::LimitExceeded(_))
         ));
     }

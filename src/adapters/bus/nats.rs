@@ -276,7 +276,10 @@ impl Consumer for NatsConsumer {
                     continue;
                 }
             };
-            let attempt = m.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
+            let attempt = m
+                .info()
+                .map(|i| u32::try_from(i.delivered.max(1)).unwrap_or(u32::MAX))
+                .unwrap_or(1);
             let dedup_id = m
                 .headers
                 .as_ref()

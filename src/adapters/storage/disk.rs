@@ -902,8 +902,8 @@ impl S3 for Disk {
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
             prefix: input.prefix,
-            max_keys: Some(max as i32),
-            key_count: Some(contents.len() as i32),
+            max_keys: Some(i32::try_from(max).unwrap_or(i32::MAX)),
+            key_count: Some(i32::try_from(contents.len()).unwrap_or(i32::MAX)),
             continuation_token: input.continuation_token,
             is_truncated: Some(truncated),
             next_continuation_token: next,

@@ -22,7 +22,6 @@ use s3s::service::S3ServiceBuilder;
 use s3s::{s3_error, S3Result};
 use tokio::sync::watch;
 
-
 /// What a user's credentials may do (bucket-level operations other than
 /// listing, and batch deletes whose keys hide in the body, are refused).
 const USER_OPERATIONS: &[&str] = &[

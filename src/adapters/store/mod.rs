@@ -147,16 +147,13 @@ impl SqlEventStore {
                 })
             });
         }
-        let pool = options
-            .connect(url)
-            .await
-            .map_err(|e| {
-                let why = format!("cannot connect to {}: {e}", redact(url)).into();
-                match classify(e) {
-                    StoreError::Unavailable(_) => StoreError::Unavailable(why),
-                    _ => StoreError::Failed(why),
-                }
-            })?;
+        let pool = options.connect(url).await.map_err(|e| {
+            let why = format!("cannot connect to {}: {e}", redact(url)).into();
+            match classify(e) {
+                StoreError::Unavailable(_) => StoreError::Unavailable(why),
+                _ => StoreError::Failed(why),
+            }
+        })?;
         let store = SqlEventStore {
             pool,
             url: url.to_owned(),

@@ -52,12 +52,27 @@ fn insert_row(p: usize) -> String {
 /// name: this table gives the name the schema declares, as PostgreSQL
 /// reports it, so callers match one name on both dialects.
 const CONSTRAINTS: &[(&str, &str)] = &[
-    ("events.stream_id, events.stream_version", "events_stream_version"),
-    ("users.username_key", tessera_projections::users::USERNAME_TAKEN),
+    (
+        "events.stream_id, events.stream_version",
+        "events_stream_version",
+    ),
+    (
+        "users.username_key",
+        tessera_projections::users::USERNAME_TAKEN,
+    ),
     ("users.email_key", tessera_projections::users::EMAIL_TAKEN),
-    ("projects.owner, projects.name_key", tessera_projections::projects::NAME_TAKEN),
-    ("tasks.active_project", tessera_projections::tasks::ONE_ACTIVE),
-    ("downloads.build_key", tessera_projections::downloads::ONE_BUILD),
+    (
+        "projects.owner, projects.name_key",
+        tessera_projections::projects::NAME_TAKEN,
+    ),
+    (
+        "tasks.active_project",
+        tessera_projections::tasks::ONE_ACTIVE,
+    ),
+    (
+        "downloads.build_key",
+        tessera_projections::downloads::ONE_BUILD,
+    ),
     ("pool_members.user_id", tessera_projections::pools::ONE_POOL),
 ];
 
@@ -73,6 +88,5 @@ pub fn constraint_of(message: &str) -> Option<&'static str> {
 /// SQLITE_BUSY (5) and SQLITE_LOCKED (6), extended codes included: another
 /// writer holds the database; later may work.
 pub fn is_outage_code(code: &str) -> bool {
-    code.parse::<u32>()
-        .is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+    code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
 }

@@ -91,8 +91,7 @@ impl Generation {
             Ok(ProjectImages {
                 images: data_items::of_kind(&mut conn, project_id, data_type).await?,
                 augment_runs: tasks::times(&mut conn, project_id, TaskKind::Augment).await?,
-                preprocess_runs: tasks::times(&mut conn, project_id, TaskKind::Preprocess)
-                    .await?,
+                preprocess_runs: tasks::times(&mut conn, project_id, TaskKind::Preprocess).await?,
             })
         };
         self.exec

@@ -22,9 +22,12 @@ impl Generation {
         let read = |task: Option<&Task>| {
             // Only the batch that ends a preprocessing run needs the set it
             // replaces.
-            let replacing = task
-                .filter(|t| finishes_preprocessing(t, result))
-                .map(|t| (t.project_id.clone(), format!("{}/{}/", t.s3_prefix, t.task_id)));
+            let replacing = task.filter(|t| finishes_preprocessing(t, result)).map(|t| {
+                (
+                    t.project_id.clone(),
+                    format!("{}/{}/", t.s3_prefix, t.task_id),
+                )
+            });
             async move {
                 match replacing {
                     Some((project_id, own_folder)) => {
@@ -52,7 +55,11 @@ impl Generation {
 
     /// The project's PREPROCESS items made by other runs (not under
     /// `own_folder`), as they would be deleted.
-    async fn previous_preprocess(&self, project_id: &str, own_folder: &str) -> Result<Vec<Deleted>> {
+    async fn previous_preprocess(
+        &self,
+        project_id: &str,
+        own_folder: &str,
+    ) -> Result<Vec<Deleted>> {
         let mut conn = self.conn().await?;
         let old: Vec<String> = data_items::of_kind(&mut conn, project_id, DataKind::Preprocess)
             .await?

@@ -101,7 +101,6 @@ impl CredentialIssuer {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

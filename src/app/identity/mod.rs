@@ -16,12 +16,12 @@ use tessera_domain::mail::{Mailer, OutgoingMail};
 use tessera_domain::DomainError;
 use tessera_projections::users::{self, UserRow};
 
-use credentials::{CredentialIssuer, StorageCredentials};
 use crate::adapters::secrets::{keyed_hash, Secrets};
-use tokens::{refresh_parts, TokenKeys, TOKEN_TTL_SECS};
-pub use tokens::{Principal, TokenUse};
 use crate::app::error::ServiceError;
 use crate::app::executor::Executor;
+use credentials::{CredentialIssuer, StorageCredentials};
+use tokens::{refresh_parts, TokenKeys, TOKEN_TTL_SECS};
+pub use tokens::{Principal, TokenUse};
 
 type Result<T> = std::result::Result<T, ServiceError>;
 

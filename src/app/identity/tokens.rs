@@ -188,7 +188,6 @@ impl From<Claims> for Principal {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     fn keys() -> TokenKeys {

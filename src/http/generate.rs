@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tessera_domain::generation::{self, MethodKind, RawOverrides};
 use tessera_domain::project::data::DataKind;
-use tessera_domain::task::GenerationRequest;
+use tessera_domain::task::{GenerationRequest, TaskStatus};
 use tessera_projections::tasks::TaskRow;
 use utoipa::ToSchema;
 
@@ -189,8 +189,11 @@ pub async fn task_progress_stream(
                 return None;
             }
             loop {
-                let current = match state.generation.progress(&who, &task_id).await {
-                    Ok((row, failures)) => progress_json(&row, &failures),
+                let (current, ended) = match state.generation.progress(&who, &task_id).await {
+                    Ok((row, failures)) => (
+                        progress_json(&row, &failures),
+                        TaskStatus::parse(&row.status).is_some_and(TaskStatus::is_final),
+                    ),
                     Err(e) => {
                         let line = format!(
                             "event: error\ndata: {}\n\n",
@@ -202,10 +205,6 @@ pub async fn task_progress_stream(
                         ));
                     }
                 };
-                let ended = matches!(
-                    current.get("status").and_then(Value::as_str),
-                    Some("FINISH" | "FINISH_ERROR" | "ERROR" | "CANCEL")
-                );
                 if last.as_ref() != Some(&current) {
                     let line = format!("data: {current}\n\n");
                     return Some((

@@ -73,6 +73,21 @@ impl TaskStatus {
         }
     }
 
+    /// The status a read model stores (its `as_str`).
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        [
+            TaskStatus::Pending,
+            TaskStatus::PreparingData,
+            TaskStatus::Running,
+            TaskStatus::Finish,
+            TaskStatus::FinishError,
+            TaskStatus::Error,
+            TaskStatus::Cancel,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -794,6 +809,28 @@ pub fn plan_jobs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_status_reads_back_and_only_the_four_ends_are_final() {
+        let finals: Vec<&str> = [
+            "PENDING",
+            "PREPARING_DATA",
+            "RUNNING",
+            "FINISH",
+            "FINISH_ERROR",
+            "ERROR",
+            "CANCEL",
+        ]
+        .into_iter()
+        .filter(|s| {
+            let status = TaskStatus::parse(s).unwrap();
+            assert_eq!(status.as_str(), *s);
+            status.is_final()
+        })
+        .collect();
+        assert_eq!(finals, ["FINISH", "FINISH_ERROR", "ERROR", "CANCEL"]);
+        assert_eq!(TaskStatus::parse("DONE"), None);
+    }
 
     fn requested(n: u32) -> TaskEvent {
         TaskEvent::GenerationRequested {

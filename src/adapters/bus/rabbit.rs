@@ -208,6 +208,24 @@ struct Inner {
     queues: Mutex<HashMap<String, QueueInfo>>,
 }
 
+/// Returns every message this channel read (up to the delivery tag `last`)
+/// to its queue, in its place: a peek, not a consume.
+async fn put_back(channel: &Channel, last: Option<u64>) -> Result<(), BusError> {
+    if let Some(tag) = last {
+        channel
+            .basic_nack(
+                tag,
+                BasicNackOptions {
+                    multiple: true,
+                    requeue: true,
+                },
+            )
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every mutation under these locks is complete or absent; a panic elsewhere
     // leaves usable data.
@@ -642,19 +660,7 @@ impl Bus for RabbitBus {
                 deliveries: header_u32(&d.properties, H_DELIVERIES),
             });
         }
-        if let Some(tag) = last {
-            // Read, not consumed: everything goes back in its place.
-            channel
-                .basic_nack(
-                    tag,
-                    BasicNackOptions {
-                        multiple: true,
-                        requeue: true,
-                    },
-                )
-                .await
-                .map_err(unavailable)?;
-        }
+        put_back(&channel, last).await?;
         let _ = channel.close(200, "read".into()).await;
         Ok(out)
     }
@@ -677,18 +683,7 @@ impl Bus for RabbitBus {
                 total += 1;
             }
         }
-        if let Some(tag) = last {
-            channel
-                .basic_nack(
-                    tag,
-                    BasicNackOptions {
-                        multiple: true,
-                        requeue: true,
-                    },
-                )
-                .await
-                .map_err(unavailable)?;
-        }
+        put_back(&channel, last).await?;
         let _ = channel.close(200, "counted".into()).await;
         // In consumer queues (and their delay queues) whose filter is covered.
         let covered: Vec<(String, Vec<u64>, u64)> = lock(&self.inner.queues)

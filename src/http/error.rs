@@ -199,3 +199,38 @@ pub fn json_config_with(
                 .into()
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_503_and_a_failed_statement_500() {
+        let outage = ApiError::from(StoreError::Unavailable("connection refused".into()));
+        assert_eq!(outage.status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        let failed = ApiError::from(StoreError::Failed("no such column".into()));
+        assert_eq!(failed.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        // The cause is logged, never shown.
+        assert_eq!(failed.to_string(), "internal error");
+    }
+
+    #[test]
+    fn the_platform_names_lead_the_message_and_the_domain_has_none() {
+        let e = DomainError::NotAuthorized("Incorrect username or password.".into());
+        assert_eq!(e.to_string(), "Incorrect username or password.");
+        assert_eq!(
+            ApiError::from(e).to_string(),
+            "NotAuthorizedException: Incorrect username or password."
+        );
+        let taken = ApiError::from(DomainError::NameTaken("taken".into()));
+        assert_eq!(taken.status_code(), StatusCode::CONFLICT);
+        assert!(taken
+            .to_string()
+            .starts_with("ConditionalCheckFailedException: "));
+        // Plain refusals carry no vendor name.
+        assert_eq!(
+            ApiError::from(DomainError::NotFound("task not found".into())).to_string(),
+            "task not found"
+        );
+    }
+}

@@ -417,6 +417,10 @@ impl Identity {
             crate::adapters::google::GoogleError::Invalid(_) => {
                 ServiceError::Domain(DomainError::NotAuthorized("Invalid Google ID token".into()))
             }
+            // The caller's mistake to ask, not our fault: a 400.
+            crate::adapters::google::GoogleError::NotConfigured => ServiceError::Domain(
+                DomainError::Invalid("Google sign-in is not enabled on this server.".into()),
+            ),
             other => ServiceError::internal("verifying a Google ID token", other),
         })?;
         let email = Email::parse(&claims.email)?;

@@ -171,6 +171,10 @@ fn main() {
 /// A photo-like image: smooth shading and colour at several scales, hard
 /// region edges, fine texture and per-pixel sensor noise, so that JPEG sizes
 /// and codec work are those of real photos.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "noise in −1..1 as f32, grid cells of non-negative positions, channels clamped to 0..=255"
+)]
 fn photo(w: u32, h: u32, seed: u64) -> RgbImage {
     let mut rng = SplitMix64::new(seed);
     // One value-noise field: a random grid, smoothly interpolated.

@@ -159,10 +159,11 @@ mod tests {
     use image::Rgb;
 
     use super::super::encode::encode;
+    use super::super::low_byte;
     use super::*;
 
     fn sample() -> RgbImage {
-        RgbImage::from_fn(16, 8, |x, y| Rgb([(x * 16) as u8, (y * 32) as u8, 128]))
+        RgbImage::from_fn(16, 8, |x, y| Rgb([low_byte(x * 16), low_byte(y * 32), 128]))
     }
 
     /// CRC-32 (IEEE), enough to forge PNG chunks.
@@ -283,7 +284,7 @@ mod tests {
         assert!(decode(&jpeg[..jpeg.len() / 3], &DecodeLimits::default()).is_err());
         // A JPEG signature followed by garbage.
         let mut garbage = vec![0xFF, 0xD8, 0xFF, 0xE0];
-        garbage.extend((0..500u32).map(|i| (i * 7 + 3) as u8));
+        garbage.extend((0..500u32).map(|i| low_byte(i * 7 + 3)));
         assert!(decode(&garbage, &DecodeLimits::default()).is_err());
         // Not an image at all.
         assert!(matches!(

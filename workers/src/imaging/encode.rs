@@ -61,12 +61,13 @@ mod tests {
 
     use image::Rgb;
 
+    use super::super::low_byte;
     use super::*;
 
     #[test]
     fn same_pixels_same_bytes() {
         let img = RgbImage::from_fn(33, 17, |x, y| {
-            Rgb([(x * 7) as u8, (y * 13) as u8, (x ^ y) as u8])
+            Rgb([low_byte(x * 7), low_byte(y * 13), low_byte(x ^ y)])
         });
         for format in [OutputFormat::Jpeg, OutputFormat::Png] {
             let a = encode(&img, format).unwrap();
@@ -82,7 +83,9 @@ mod tests {
 
     #[test]
     fn png_is_lossless_and_jpeg_close() {
-        let img = RgbImage::from_fn(16, 16, |x, y| Rgb([(x * 16) as u8, (y * 16) as u8, 100]));
+        let img = RgbImage::from_fn(16, 16, |x, y| {
+            Rgb([low_byte(x * 16), low_byte(y * 16), 100])
+        });
         let png = image::load_from_memory(&encode(&img, OutputFormat::Png).unwrap()).unwrap();
         assert_eq!(png.to_rgb8(), img);
         let jpeg = image::load_from_memory(&encode(&img, OutputFormat::Jpeg).unwrap()).unwrap();

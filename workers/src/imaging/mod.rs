@@ -140,7 +140,7 @@ impl Args<'_> {
     }
 
     fn float(&self, name: &str) -> Result<f32, ImagingError> {
-        Ok(self.value(name)? as f32)
+        Ok(methods::to_f32(self.value(name)?))
     }
 
     /// Integer parameters are bounded by the catalog (all within u32).
@@ -149,7 +149,7 @@ impl Args<'_> {
         if v < 0.0 || v > f64::from(u32::MAX) {
             return Err(self.bad(name, format!("is {v}, not a size")));
         }
-        Ok(v as u32)
+        Ok(methods::clamp_to_u32(v, 0, u32::MAX))
     }
 }
 
@@ -262,6 +262,13 @@ pub fn render<'r>(
     Ok(bytes)
 }
 
+/// The low byte of `v`: test patterns that wrap around on purpose.
+#[cfg(test)]
+pub(crate) fn low_byte(v: u32) -> u8 {
+    let [low, ..] = v.to_le_bytes();
+    low
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -273,9 +280,9 @@ mod tests {
     fn texture(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| {
             Rgb([
-                (x * 5 + y) as u8,
-                (y * 7 + x * x) as u8,
-                ((x ^ y) * 3) as u8,
+                low_byte(x * 5 + y),
+                low_byte(y * 7 + x * x),
+                low_byte((x ^ y) * 3),
             ])
         })
     }

@@ -75,7 +75,7 @@ pub mod x86 {
                     for (j, m) in mask.iter_mut().enumerate() {
                         let i = from(16 * q + j);
                         if i / 16 == r {
-                            *m = (i % 16) as u8;
+                            *m = u8::try_from(i % 16).unwrap_or(0x80);
                         }
                     }
                 }

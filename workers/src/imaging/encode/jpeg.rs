@@ -174,15 +174,16 @@ impl HuffCodes {
 }
 
 /// The IJG quality rule: 50 keeps the tables, above it they shrink
-/// linearly to all ones at 100, below it they grow as 50/quality.
-fn scaled_table(base: &[u16; 64], quality: u8) -> [u16; 64] {
+/// linearly to all ones at 100, below it they grow as 50/quality. Clamped
+/// to 1..=255, the 8-bit entries a baseline DQT holds.
+fn scaled_table(base: &[u16; 64], quality: u8) -> [u8; 64] {
     let quality = u32::from(quality.clamp(1, 100));
     let scale = if quality < 50 {
         5000 / quality
     } else {
         200 - quality * 2
     };
-    base.map(|q| ((u32::from(q) * scale + 50) / 100).clamp(1, 255) as u16)
+    base.map(|q| ((u32::from(q) * scale + 50) / 100).clamp(1, 255) as u8)
 }
 
 /// Quantisation of one component: round(c / (8·q)) for each coefficient,
@@ -213,7 +214,7 @@ struct QuantPair {
 
 impl Quant {
     /// `table` in zig-zag order, as DQT writes it.
-    fn new(table: &[u16; 64]) -> Quant {
+    fn new(table: &[u8; 64]) -> Quant {
         let q = table.map(|q| u32::from(q.max(1)));
         let shift = q.map(|q| 13 + (32 - (q - 1).leading_zeros()));
         let mut mult = [0u32; 64];
@@ -237,7 +238,7 @@ impl Quant {
         let pairs = std::array::from_fn(|i| {
             let lane = |table: &[u32; 64], j: usize| {
                 let n = 2 * i + j / 8;
-                table.get(n).copied().unwrap_or(0) as u16
+                lane16(table.get(n).copied().unwrap_or(0))
             };
             let bias = q.map(|q| 4 * q);
             let scale = p.map(|p| 1 << (14 - p));
@@ -294,10 +295,19 @@ impl Quant {
     }
 }
 
+/// A constant of [`QuantPair`], computed in 32 bits.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "each is below 2^16 for q in 1..=255: 4q ≤ 1020, m16 < 2^16 (q > 2^(p−1)), 2^(14−p) ≤ 2^14"
+)]
+fn lane16(v: u32) -> u16 {
+    v as u16
+}
+
 /// Everything that depends only on the quality.
 struct Tables {
-    luma: [u16; 64],
-    chroma: [u16; 64],
+    luma: [u8; 64],
+    chroma: [u8; 64],
     luma_quant: Quant,
     chroma_quant: Quant,
     luma_dc: HuffCodes,
@@ -344,6 +354,10 @@ fn transpose(m: &mut Block) {
 /// 2^16, those of Cb and Cr to 0, so greys are exact). The planes are
 /// padded to whole blocks by repeating the last pixel.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the weights of Y sum to 2^16, so Y is 0..=255 before the level shift, −128..=127 after"
+)]
 fn convert_row(rgb: &[u8], y: &mut [i16], cb: &mut [i16], cr: &mut [i16]) {
     let (pixels, _) = rgb.as_chunks::<3>();
     for (((&[r, g, b], y), cb), cr) in pixels
@@ -546,9 +560,14 @@ impl BitWriter {
         if pad > 0 {
             self.put((1 << pad) - 1, pad);
         }
+        // The whole bytes left, at the bottom of `acc`, highest first.
         let pending = (64 - self.free) / 8;
-        for i in (0..pending).rev() {
-            let b = (self.acc >> (8 * i)) as u8;
+        for b in self
+            .acc
+            .to_be_bytes()
+            .into_iter()
+            .skip(8 - pending as usize)
+        {
             self.out.push(b);
             if b == 0xFF {
                 self.out.push(0);
@@ -691,6 +710,10 @@ impl Lanes for Loops {
     }
 
     #[inline(always)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "quotients of |c| ≤ 2^14 by at least 8 are within ±2^11"
+    )]
     fn quantize(self, dct: &mut [Row; 64], quant: &Quant, out: &mut Coefs) -> [u64; 8] {
         quant.apply_lanes(dct);
         for (o, row) in out.iter_mut().zip(dct.iter()) {
@@ -759,6 +782,10 @@ impl Lanes for Shuffles {
     }
 
     #[inline(always)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the flags of a pair are the low byte and byte 2 of its 32-bit movemask, taken on purpose"
+    )]
     fn quantize(self, dct: &mut [Row; 64], quant: &Quant, out: &mut Coefs) -> [u64; 8] {
         use core::arch::x86_64::__m256i;
         let v = self.0;
@@ -804,10 +831,11 @@ impl Lanes for Shuffles {
         }
         let [low, high]: [__m256i; 2] = pulp::bytemuck::cast(bytes);
         let mut masks = [0u64; 8];
-        for (b, m) in masks.iter_mut().enumerate() {
+        // Block b's shift is 7 − b.
+        for (m, shift) in masks.iter_mut().zip((0..8).rev()) {
             // Bit b of each byte to its top bit (16-bit shifts move the
             // high byte's bit b to bit 15 alike).
-            let up = v.sse2._mm_cvtsi32_si128(7 - b as i32);
+            let up = v.sse2._mm_cvtsi32_si128(shift);
             let l = v
                 .avx2
                 ._mm256_movemask_epi8(v.avx2._mm256_sll_epi16(low, up)) as u32;
@@ -944,6 +972,10 @@ fn scan(img: &RgbImage, t: &Tables, out: Vec<u8>, lanes: impl Lanes) -> Vec<u8> 
     bits.finish()
 }
 
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the bodies are this encoder's fixed headers, at most a few hundred bytes"
+)]
 fn segment(out: &mut Vec<u8>, marker: u8, body: &[u8]) {
     out.extend_from_slice(&[0xFF, marker]);
     out.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
@@ -961,7 +993,7 @@ fn headers(out: &mut Vec<u8>, width: u16, height: u16, t: &Tables) {
         dqt.extend(
             ZIGZAG
                 .iter()
-                .map(|&n| table.get(usize::from(n)).copied().unwrap_or(1) as u8),
+                .map(|&n| table.get(usize::from(n)).copied().unwrap_or(1)),
         );
     }
     segment(out, 0xDB, &dqt);
@@ -1029,12 +1061,13 @@ mod tests {
     use tessera_domain::generation::SplitMix64;
 
     use super::*;
+    use crate::imaging::methods::saturating_u8;
 
     fn noisy(w: u32, h: u32, seed: u64) -> RgbImage {
         let mut rng = SplitMix64::new(seed);
         RgbImage::from_fn(w, h, |_, _| {
-            let v = rng.next_u64();
-            Rgb([v as u8, (v >> 8) as u8, (v >> 16) as u8])
+            let [r, g, b, ..] = rng.next_u64().to_le_bytes();
+            Rgb([r, g, b])
         })
     }
 
@@ -1053,9 +1086,9 @@ mod tests {
             let noise = |k: u32| ((n >> (8 * k)) & 0xFF) as f32 / 255.0 * 12.0 - 6.0;
             let l = shade + edge;
             Rgb([
-                (l + 30.0 * (fx / 50.0).cos() + noise(0)).clamp(0.0, 255.0) as u8,
-                (l - 20.0 * (fy / 40.0).sin() + noise(1)).clamp(0.0, 255.0) as u8,
-                (l + 45.0 * ((fx + fy) / 70.0).sin() + noise(2)).clamp(0.0, 255.0) as u8,
+                saturating_u8(l + 30.0 * (fx / 50.0).cos() + noise(0)),
+                saturating_u8(l - 20.0 * (fy / 40.0).sin() + noise(1)),
+                saturating_u8(l + 45.0 * ((fx + fy) / 70.0).sin() + noise(2)),
             ])
         })
     }
@@ -1211,7 +1244,7 @@ mod tests {
 
     #[test]
     fn quantisation_is_rounded_division() {
-        for q in 1..=255u16 {
+        for q in 1..=255u8 {
             let quant = Quant::new(&[q; 64]);
             let d = 8 * i32::from(q);
             for c in -(1 << 14)..=(1 << 14) {
@@ -1277,7 +1310,9 @@ mod tests {
                 })
             });
             let group: Group = std::array::from_fn(|y| {
-                std::array::from_fn(|x| std::array::from_fn(|b| blocks[b][y][x] as i16))
+                std::array::from_fn(|x| {
+                    std::array::from_fn(|b| i16::try_from(blocks[b][y][x]).unwrap())
+                })
             });
             let mut out = [[[0; 8]; 8]; 8];
             fdct_group(&group, &mut out);
@@ -1302,7 +1337,7 @@ mod tests {
             return;
         };
         let values: Vec<i32> = (-(1 << 14)..=(1 << 14)).collect();
-        for q in 1..=255u16 {
+        for q in 1..=255u8 {
             let quant = Quant::new(&[q; 64]);
             for chunk in values.chunks(512) {
                 let mut dct = [[0i32; 8]; 64];
@@ -1310,7 +1345,7 @@ mod tests {
                     *c = v;
                 }
                 // Some zeros, so that the masks have both kinds of bit.
-                dct[usize::from(ZIGZAG[q as usize % 64])] = [0; 8];
+                dct[usize::from(ZIGZAG[usize::from(q) % 64])] = [0; 8];
                 let (mut plain, mut wide) = ([[0; 8]; 64], [[0; 8]; 64]);
                 let plain_masks = Loops.quantize(&mut dct.clone(), &quant, &mut plain);
                 let wide_masks = pulp::Simd::vectorize(
@@ -1335,7 +1370,9 @@ mod tests {
         let Some(v3) = simd::x86::v3() else {
             return;
         };
-        let row: Vec<i16> = (0..3 * 64).map(|i| (i * 37 % 251 - 125) as i16).collect();
+        let row: Vec<i16> = (0..3 * 64)
+            .map(|i| i16::try_from(i * 37 % 251 - 125).unwrap())
+            .collect();
         let empty: Group = [[[0; 8]; 8]; 8];
         let (mut plain, mut wide) = (vec![empty; 3], vec![empty; 3]);
         interleave(&row, &mut plain, 5);

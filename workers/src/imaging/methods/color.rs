@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 use image::RgbImage;
 use tessera_domain::generation::SplitMix64;
 
-use super::{dispatch, floor_u8, look_up, lut, round_in_range, same_size, to_u8};
+use super::{
+    dispatch, floor_u8, look_up, lut, round_in_range, same_size, saturating_u8, to_f32, to_u8,
+};
 use crate::imaging::buffers;
 #[cfg(target_arch = "x86_64")]
 use crate::imaging::simd::x86;
@@ -21,7 +23,7 @@ pub fn brightness(img: &RgbImage, factor: f32) -> RgbImage {
 /// (`factor` < 1) the image's mean luma, like PIL's ImageEnhance.Contrast;
 /// 0 gives a flat gray.
 pub fn contrast(img: &RgbImage, factor: f32) -> RgbImage {
-    let mean = mean_luma(img) as f32;
+    let mean = to_f32(mean_luma(img));
     map_table(img, &lut(|v| mean + (v - mean) * factor), 256)
 }
 
@@ -101,6 +103,13 @@ impl Affine {
             .saturating_sub(self.sub)
             .wrapping_shr(u32::from(self.shift))
             .min(255)
+    }
+
+    /// [`Affine::apply_as`] as the byte it is.
+    #[inline(always)]
+    #[expect(clippy::cast_possible_truncation, reason = "apply_as ends in min(255)")]
+    fn byte_as<const HIGH: bool>(self, v: u8) -> u8 {
+        self.apply_as::<HIGH>(v) as u8
     }
 
     #[inline(always)]
@@ -255,6 +264,10 @@ impl TwoPieces {
     }
 
     #[inline(always)]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "both pieces end in min(255) (Affine::apply_as), so either is 0..=255"
+    )]
     fn apply(self, v: u8) -> u8 {
         let lo = self.a.apply(v);
         let hi = 255 - self.b.apply(v);
@@ -315,7 +328,7 @@ fn map_table(img: &RgbImage, table: &[u8; 256], split: u16) -> RgbImage {
                 dispatch(MapBytes {
                     src,
                     dst,
-                    f: move |v| a.apply_as::<true>(v) as u8,
+                    f: move |v| a.byte_as::<true>(v),
                 })
             }
             (_, Err(_), _) => {
@@ -323,7 +336,7 @@ fn map_table(img: &RgbImage, table: &[u8; 256], split: u16) -> RgbImage {
                 dispatch(MapBytes {
                     src,
                     dst,
-                    f: move |v| a.apply_as::<false>(v) as u8,
+                    f: move |v| a.byte_as::<false>(v),
                 })
             }
             _ => dispatch(MapBytes {
@@ -842,7 +855,7 @@ pub fn gaussian_noise(img: &RgbImage, mean: f32, std: f32, rng: &mut SplitMix64)
             let n = table.get(index).copied().unwrap_or(0.0);
             // The saturating cast itself: this loop stays scalar (the table
             // look-ups), where the cast is the cheaper of the two forms.
-            *v = (f32::from(*v) + mean + std * n + 0.5) as u8;
+            *v = saturating_u8(f32::from(*v) + mean + std * n + 0.5);
         }
     }
     out
@@ -867,7 +880,7 @@ fn normal_quantiles() -> &'static [f32] {
                 let next = cdf + 0.5 * STEP * (pdf(x) + pdf(x + STEP));
                 if next >= target {
                     let t = (target - cdf) / (next - cdf);
-                    table.push((x + t * STEP) as f32);
+                    table.push(to_f32(x + t * STEP));
                     break;
                 }
                 cdf = next;
@@ -886,6 +899,7 @@ mod tests {
 
     use super::super::luma601;
     use super::*;
+    use crate::imaging::low_byte;
 
     fn gray(v: u8) -> RgbImage {
         RgbImage::from_pixel(4, 3, Rgb([v, v, v]))
@@ -990,14 +1004,14 @@ mod tests {
     /// colours, odd-sized so that the last block is a partial one.
     fn busy(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| {
-            let v = (x * 37 + y * 11) % 256;
+            let v = low_byte(x * 37 + y * 11);
             match (x + y) % 7 {
-                0 => Rgb([v as u8; 3]),
-                1 => Rgb([255, (v / 2) as u8, 0]),
+                0 => Rgb([v; 3]),
+                1 => Rgb([255, v / 2, 0]),
                 _ => Rgb([
-                    (x * 7 + y * 3) as u8,
-                    (x * y + 5) as u8,
-                    (v as u8).wrapping_mul(3),
+                    low_byte(x * 7 + y * 3),
+                    low_byte(x * y + 5),
+                    v.wrapping_mul(3),
                 ]),
             }
         })
@@ -1037,7 +1051,7 @@ mod tests {
                 (if x < t { x } else { 1.0 - x }) * 255.0
             });
             let split = (0u8..=255).filter(|v| x(f32::from(*v)) < t).count();
-            (table, split as u16)
+            (table, u16::try_from(split).unwrap())
         };
         let mut cases = vec![
             solar(0.5, 0.0),
@@ -1098,7 +1112,7 @@ mod tests {
     fn grayscale_matches_the_integer_luma() {
         // Every red and green value against every fifth blue value.
         let img = RgbImage::from_fn(256 * 52, 256, |x, y| {
-            Rgb([(x % 256) as u8, y as u8, (5 * (x / 256)).min(255) as u8])
+            Rgb([low_byte(x), low_byte(y), (5 * (x / 256)).min(255) as u8])
         });
         let out = grayscale(&img);
         for (p, o) in img.pixels().zip(out.pixels()) {
@@ -1111,7 +1125,7 @@ mod tests {
     fn channel_sums_count_every_value() {
         // Long enough for several u16 groups and an odd tail.
         let raw: Vec<u8> = (0..48 * 256 * 3 + 21)
-            .map(|i| (i * 7 % 256) as u8)
+            .map(|i| u8::try_from(i * 7 % 256).unwrap())
             .collect();
         let mut want = [0u64; 3];
         for (i, v) in raw.iter().enumerate() {
@@ -1157,9 +1171,10 @@ mod tests {
         for i in 0..t.len() {
             assert!((t[i] + t[t.len() - 1 - i]).abs() < 1e-4, "symmetry at {i}");
         }
-        // Φ⁻¹(0.975) = 1.959964, Φ⁻¹(0.841345) = 1.
-        assert!((t[(0.975 * 65536.0) as usize] - 1.959964).abs() < 2e-3);
-        assert!((t[(0.841345 * 65536.0) as usize] - 1.0).abs() < 2e-3);
+        // Φ⁻¹(0.975) = 1.959964, Φ⁻¹(0.841345) = 1; the quantile at p is
+        // entry ⌊p · 65536⌋.
+        assert!((t[63_897] - 1.959964).abs() < 2e-3);
+        assert!((t[55_138] - 1.0).abs() < 2e-3);
         let var = t.iter().map(|v| f64::from(v * v)).sum::<f64>() / t.len() as f64;
         assert!((var - 1.0).abs() < 2e-3, "variance {var}");
     }

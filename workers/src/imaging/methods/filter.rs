@@ -2,7 +2,7 @@
 
 use image::RgbImage;
 
-use super::{dispatch, reflect, same_size, to_u8};
+use super::{clamp_to_u32, dispatch, reflect, same_size, to_u8};
 
 /// A normalised, symmetric gaussian kernel of odd length `size` (even sizes
 /// are raised by one).
@@ -43,9 +43,10 @@ fn spread(v: u8) -> u16 {
 /// rounded, the centre taking the rounding error, capped at 65535.
 fn quantize(kernel: &[f32], total: u32) -> Vec<u16> {
     let mid = kernel.len() / 2;
+    // The weights of a normalised kernel lie in 0..=1.
     let mut w: Vec<u32> = kernel
         .iter()
-        .map(|v| (f64::from(*v) * f64::from(total)).round() as u32)
+        .map(|v| clamp_to_u32((f64::from(*v) * f64::from(total)).round(), 0, total))
         .collect();
     let others: u32 = w
         .iter()
@@ -82,7 +83,7 @@ impl FixedKernel {
         Self {
             vertical: splat(quantize(&k, 65_281)),
             horizontal: splat(quantize(&k, 65_536)),
-            bias: 128 + k.len().min(127) as u16,
+            bias: 128 + u16::try_from(k.len()).map_or(127, |n| n.min(127)),
         }
     }
 }
@@ -246,7 +247,7 @@ fn sharpen_block(
         }
     }
     for ((o, s), v) in out.iter_mut().zip(&sum).zip(lanes(row, 3)) {
-        let smooth = ((s + 6) / 13) as f32;
+        let smooth = f32::from((s + 6) / 13);
         *o = to_u8(smooth + factor * (f32::from(*v) - smooth));
     }
 }
@@ -256,7 +257,7 @@ fn sharpen_block(
 fn sharpen_one(n: [u8; 9], factor: f32) -> u8 {
     let [a0, a3, a6, b0, b3, b6, c0, c3, c6] = n.map(u16::from);
     let sum = a0 + a3 + a6 + b0 + b6 + c0 + c3 + c6 + 5 * b3 + 6;
-    let smooth = (sum / 13) as f32;
+    let smooth = f32::from(sum / 13);
     to_u8(smooth + factor * (f32::from(b3) - smooth))
 }
 
@@ -332,15 +333,15 @@ pub fn sharpness(img: &RgbImage, factor: f32) -> RgbImage {
     same_size(img, dispatch(Sharpen(img, factor)))
 }
 
-/// Kernel size that holds ±3 sigma.
-pub(crate) fn kernel_for(sigma: f32) -> usize {
-    (2.0 * (3.0 * sigma).ceil() + 1.0).max(3.0) as usize
+/// Kernel size that holds ±3 sigma (at least 3).
+pub(crate) fn kernel_for(sigma: f32) -> u32 {
+    clamp_to_u32(f64::from(2.0 * (3.0 * sigma).ceil() + 1.0), 3, u32::MAX)
 }
 
 /// Unsharp mask: `image + amount · (image − gaussian_blur(image, sigma))`.
 /// A negative `amount` (down to −1, the blurred image) softens instead.
 pub fn unsharp_mask(img: &RgbImage, sigma: f32, amount: f32) -> RgbImage {
-    let blurred = gaussian_blur(img, kernel_for(sigma) as u32, sigma);
+    let blurred = gaussian_blur(img, kernel_for(sigma), sigma);
     blend_away(img, &blurred, amount)
 }
 
@@ -362,8 +363,9 @@ mod tests {
 
     use image::Rgb;
 
-    use super::super::with_baseline;
+    use super::super::{saturating_u8, with_baseline};
     use super::*;
+    use crate::imaging::low_byte;
 
     #[test]
     fn kernel_is_normalised_and_symmetric() {
@@ -393,7 +395,10 @@ mod tests {
         let (w, h) = (img.width() as usize, img.height() as usize);
         let k = gaussian_kernel(kernel_size, sigma);
         let r = k.len() as isize / 2;
-        let v = |x: usize, y: usize, c: usize| f32::from(img.get_pixel(x as u32, y as u32).0[c]);
+        let v = |x: usize, y: usize, c: usize| {
+            let (x, y) = (u32::try_from(x).unwrap(), u32::try_from(y).unwrap());
+            f32::from(img.get_pixel(x, y).0[c])
+        };
         let mut column = vec![0f32; w * h * 3];
         for y in 0..h {
             for x in 0..w {
@@ -439,7 +444,7 @@ mod tests {
                 } else {
                     -60.0
                 };
-                *v = (128.0 + wave + edge + noise).clamp(0.0, 255.0) as u8;
+                *v = saturating_u8(128.0 + wave + edge + noise);
             }
             Rgb(px)
         })
@@ -457,7 +462,7 @@ mod tests {
             (1, 1.0),
         ] {
             let exact = float_blur(&img, k, s);
-            let out = gaussian_blur(&img, k as u32, s);
+            let out = gaussian_blur(&img, u32::try_from(k).unwrap(), s);
             let mut off = 0;
             for (a, b) in out.as_raw().iter().zip(&exact) {
                 assert!(a.abs_diff(*b) <= 1, "kernel {k}, sigma {s}: {a} vs {b}");
@@ -552,7 +557,7 @@ mod tests {
 
     #[test]
     fn blur_handles_images_smaller_than_the_kernel() {
-        let img = RgbImage::from_fn(2, 1, |x, _| Rgb([(x * 100) as u8, 0, 0]));
+        let img = RgbImage::from_fn(2, 1, |x, _| Rgb([low_byte(x * 100), 0, 0]));
         let out = gaussian_blur(&img, 27, 10.0);
         assert_eq!(out.dimensions(), (2, 1));
         assert!(out.get_pixel(0, 0).0[0] > 0 && out.get_pixel(1, 0).0[0] < 100);

@@ -4,7 +4,7 @@
 use image::metadata::Orientation;
 use image::{imageops, Rgb, RgbImage};
 
-use super::{dispatch, resize, same_size};
+use super::{clamp_to_u32, dispatch, resize, same_size};
 #[cfg(target_arch = "x86_64")]
 use crate::imaging::simd::x86;
 use crate::imaging::{buffers, ImagingError};
@@ -140,8 +140,8 @@ pub fn flip_vertical(img: &RgbImage) -> RgbImage {
 /// The `cw`×`ch` window at `x0`, `y0` (inside the image), copied row by row.
 fn window(img: &RgbImage, x0: u32, y0: u32, cw: u32, ch: u32) -> RgbImage {
     let stride = img.width() as usize * 3;
-    let (x0, cw) = (x0 as usize * 3, cw as usize * 3);
-    let mut raw = Vec::with_capacity(cw * ch as usize);
+    let (from, len) = (x0 as usize * 3, cw as usize * 3);
+    let mut raw = Vec::with_capacity(len * ch as usize);
     if stride > 0 {
         for row in img
             .as_raw()
@@ -149,13 +149,13 @@ fn window(img: &RgbImage, x0: u32, y0: u32, cw: u32, ch: u32) -> RgbImage {
             .skip(y0 as usize)
             .take(ch as usize)
         {
-            if let Some(span) = row.get(x0..x0 + cw) {
+            if let Some(span) = row.get(from..from + len) {
                 raw.extend_from_slice(span);
             }
         }
     }
-    RgbImage::from_raw(cw as u32 / 3, ch, raw)
-        .unwrap_or_else(|| imageops::crop_imm(img, x0 as u32 / 3, y0, cw as u32 / 3, ch).to_image())
+    RgbImage::from_raw(cw, ch, raw)
+        .unwrap_or_else(|| imageops::crop_imm(img, x0, y0, cw, ch).to_image())
 }
 
 /// PRE-000: turns the pixels upright as the EXIF orientation (1–8) says. The
@@ -227,8 +227,6 @@ fn rotate_with(img: &RgbImage, degrees: f32, fill: Rgb<u8>, mixer: impl MixRun) 
     // Snap the near-zero terms of right angles so that quarter turns are exact.
     let snap = |v: f64| if v.abs() < 1e-12 { 0.0 } else { v };
     let (sin, cos) = (snap(sin), snap(cos));
-    const ONE: f64 = (1u64 << 32) as f64;
-    let fixed = |v: f64| (v * ONE).round() as i64;
     let cx = (w as f64 - 1.0) / 2.0;
     let cy = (h as f64 - 1.0) / 2.0;
     let (step_x, step_y) = (fixed(cos), fixed(sin));
@@ -241,7 +239,10 @@ fn rotate_with(img: &RgbImage, degrees: f32, fill: Rgb<u8>, mixer: impl MixRun) 
         if x < 0 || y < 0 || x >= wi || y >= hi {
             return fill;
         }
-        let i = (y as usize * w + x as usize) * 3;
+        let (Ok(x), Ok(y)) = (usize::try_from(x), usize::try_from(y)) else {
+            return fill;
+        };
+        let i = (y * w + x) * 3;
         match src.get(i..i + 3) {
             Some(&[r, g, b]) => [r, g, b],
             _ => fill,
@@ -446,12 +447,26 @@ impl MixRun for MixPairs {
     }
 }
 
+/// A source position or step of a rotation in 32.32 fixed point, rounded.
+#[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "positions and steps are within a few image sides (at most 16384) of 0, so v · 2^32 is within ±2^47"
+)]
+fn fixed(v: f64) -> i64 {
+    (v * (1u64 << 32) as f64).round() as i64
+}
+
 /// The bilinear mix of a pixel's four neighbours, `top` = a, b and `bottom`
 /// = c, d (RGB each), with 8-bit fractions: a (256 − fx)(256 − fy) plus
 /// b fx (256 − fy) plus c (256 − fx) fy plus d fx fy, rounded, taken as two
 /// horizontal mixes and one vertical (the same integer, with fewer
 /// products).
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "a mix of bytes whose weights sum to 2^16, rounded and shifted down by 16, is 0..=255"
+)]
 fn lerp2(top: &[u8; 6], bottom: &[u8; 6], fx: i32, fy: i32) -> [u8; 3] {
     let &[a0, a1, a2, b0, b1, b2] = top;
     let &[c0, c1, c2, d0, d1, d2] = bottom;
@@ -484,8 +499,10 @@ fn span(start: i64, step: i64, low: i64, high: i64, n: usize) -> (usize, usize) 
             (start - low).div_euclid(-step) + 1,
         ),
     };
-    let lo = lo.clamp(0, n) as usize;
-    (lo, (hi.clamp(0, n) as usize).max(lo))
+    // Both in 0..=n, and n came from a usize: the conversions hold.
+    let lo = usize::try_from(lo.clamp(0, n)).unwrap_or(0);
+    let hi = usize::try_from(hi.clamp(0, n)).unwrap_or(0);
+    (lo, hi.max(lo))
 }
 
 /// The overlap of two runs (empty runs anywhere).
@@ -510,8 +527,8 @@ pub fn scale(img: &RgbImage, scale: f32, fill: Rgb<u8>) -> Result<RgbImage, Imag
         let top = (f64::from(h) - ch) / 2.0;
         return resize::resize_region(img, (left, top, cw, ch), w, h);
     }
-    let nw = ((f64::from(w) * s).round() as u32).clamp(1, w);
-    let nh = ((f64::from(h) * s).round() as u32).clamp(1, h);
+    let nw = clamp_to_u32((f64::from(w) * s).round(), 1, w);
+    let nh = clamp_to_u32((f64::from(h) * s).round(), 1, h);
     let small = resize::resize(img, nw, nh)?;
     let mut out = RgbImage::from_pixel(w, h, fill);
     imageops::replace(
@@ -528,12 +545,12 @@ pub fn scale(img: &RgbImage, scale: f32, fill: Rgb<u8>) -> Result<RgbImage, Imag
 /// band is `fill`.
 pub fn translate(img: &RgbImage, tx: f32, ty: f32, fill: Rgb<u8>) -> RgbImage {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let dx = (tx * w as f32).round() as isize;
-    let dy = (ty * h as f32).round() as isize;
+    let dx = tx * w as f32;
+    let dy = ty * h as f32;
     let mut out = RgbImage::from_pixel(img.width(), img.height(), fill);
     // The source columns that stay visible, and where they land.
-    let (src_x, dst_x, span) = overlap(dx, w);
-    let (src_y, dst_y, rows) = overlap(dy, h);
+    let (src_x, dst_x, span) = overlap(dx, img.width());
+    let (src_y, dst_y, rows) = overlap(dy, img.height());
     if span == 0 || rows == 0 {
         return out;
     }
@@ -553,17 +570,19 @@ pub fn translate(img: &RgbImage, tx: f32, ty: f32, fill: Rgb<u8>) -> RgbImage {
     out
 }
 
-/// For a shift of `d` along an axis of length `n`: first source index, first
-/// destination index, and how many indexes stay visible.
-fn overlap(d: isize, n: usize) -> (usize, usize, usize) {
-    let shift = d.unsigned_abs();
+/// For a shift of `d` (rounded to whole pixels) along an axis of length
+/// `n`: first source index, first destination index, and how many indexes
+/// stay visible.
+fn overlap(d: f32, n: u32) -> (usize, usize, usize) {
+    let shift = clamp_to_u32(f64::from(d.abs().round()), 0, n);
     if shift >= n {
         return (0, 0, 0);
     }
-    if d >= 0 {
-        (0, shift, n - shift)
+    let (shift, rest) = (shift as usize, (n - shift) as usize);
+    if d >= 0.0 {
+        (0, shift, rest)
     } else {
-        (shift, 0, n - shift)
+        (shift, 0, rest)
     }
 }
 
@@ -572,8 +591,20 @@ fn overlap(d: isize, n: usize) -> (usize, usize, usize) {
 pub fn crop(img: &RgbImage, width: u32, height: u32, x: f32, y: f32) -> RgbImage {
     let cw = width.clamp(1, img.width().max(1));
     let ch = height.clamp(1, img.height().max(1));
-    let x0 = (x.clamp(0.0, 1.0) * img.width().saturating_sub(cw) as f32).round() as u32;
-    let y0 = (y.clamp(0.0, 1.0) * img.height().saturating_sub(ch) as f32).round() as u32;
+    let (free_x, free_y) = (
+        img.width().saturating_sub(cw),
+        img.height().saturating_sub(ch),
+    );
+    let x0 = clamp_to_u32(
+        f64::from((x.clamp(0.0, 1.0) * free_x as f32).round()),
+        0,
+        free_x,
+    );
+    let y0 = clamp_to_u32(
+        f64::from((y.clamp(0.0, 1.0) * free_y as f32).round()),
+        0,
+        free_y,
+    );
     window(img, x0, y0, cw, ch)
 }
 
@@ -587,7 +618,11 @@ pub fn tile(img: &RgbImage, tile_size: u32, position: f32) -> RgbImage {
     let cols = (img.width() / tw).max(1);
     let rows = (img.height() / th).max(1);
     let count = cols * rows;
-    let index = ((position.clamp(0.0, 1.0) * count as f32) as u32).min(count - 1);
+    let index = clamp_to_u32(
+        f64::from(position.clamp(0.0, 1.0) * count as f32),
+        0,
+        count - 1,
+    );
     let (c, r) = (index % cols, index / cols);
     window(img, c * tw, r * th, tw, th)
 }
@@ -604,10 +639,20 @@ pub fn erase(img: &RgbImage, area: f32, aspect: f32, x: f32, y: f32, value: u8) 
     }
     let target = f64::from(area.clamp(0.0, 1.0)) * (w * h) as f64;
     let aspect = f64::from(aspect);
-    let eh = ((target * aspect).sqrt().round() as usize).clamp(1, h);
-    let ew = ((target / aspect).sqrt().round() as usize).clamp(1, w);
-    let x0 = (f64::from(x.clamp(0.0, 1.0)) * (w - ew) as f64).round() as usize;
-    let y0 = (f64::from(y.clamp(0.0, 1.0)) * (h - eh) as f64).round() as usize;
+    let (wu, hu) = img.dimensions();
+    let eh = clamp_to_u32((target * aspect).sqrt().round(), 1, hu);
+    let ew = clamp_to_u32((target / aspect).sqrt().round(), 1, wu);
+    let x0 = clamp_to_u32(
+        (f64::from(x.clamp(0.0, 1.0)) * f64::from(wu - ew)).round(),
+        0,
+        wu - ew,
+    );
+    let y0 = clamp_to_u32(
+        (f64::from(y.clamp(0.0, 1.0)) * f64::from(hu - eh)).round(),
+        0,
+        hu - eh,
+    );
+    let (eh, ew, x0, y0) = (eh as usize, ew as usize, x0 as usize, y0 as usize);
     let stride = w * 3;
     let buf: &mut [u8] = &mut out;
     for row in buf.chunks_exact_mut(stride).skip(y0).take(eh) {
@@ -623,18 +668,19 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use super::*;
+    use crate::imaging::low_byte;
 
     const BLACK: Rgb<u8> = Rgb([0, 0, 0]);
 
     /// A 3×2 image whose pixels are all different.
     fn known() -> RgbImage {
         RgbImage::from_fn(3, 2, |x, y| {
-            Rgb([(10 * x + 100 * y) as u8, x as u8, y as u8])
+            Rgb([low_byte(10 * x + 100 * y), low_byte(x), low_byte(y)])
         })
     }
 
     fn numbered(w: u32, h: u32) -> RgbImage {
-        RgbImage::from_fn(w, h, |x, y| Rgb([x as u8, y as u8, 200]))
+        RgbImage::from_fn(w, h, |x, y| Rgb([low_byte(x), low_byte(y), 200]))
     }
 
     #[test]
@@ -653,7 +699,9 @@ mod tests {
     fn horizontal_flip_of_a_wide_odd_image() {
         // 67 pixels: two 32-pixel blocks (four of 16 with shuffles) and
         // three left over.
-        let img = RgbImage::from_fn(67, 31, |x, y| Rgb([x as u8, y as u8, (x * y) as u8]));
+        let img = RgbImage::from_fn(67, 31, |x, y| {
+            Rgb([low_byte(x), low_byte(y), low_byte(x * y)])
+        });
         let out = flip_horizontal(&img);
         for y in 0..31 {
             for x in 0..67 {
@@ -666,20 +714,20 @@ mod tests {
 
     /// Rotation one pixel at a time, every neighbour checked.
     fn rotate_reference(img: &RgbImage, degrees: f32, fill: Rgb<u8>) -> RgbImage {
-        let (w, h) = (img.width() as i64, img.height() as i64);
+        let (w, h) = (i64::from(img.width()), i64::from(img.height()));
         let (sin, cos) = f64::from(degrees).to_radians().sin_cos();
         let snap = |v: f64| if v.abs() < 1e-12 { 0.0 } else { v };
         let (sin, cos) = (snap(sin), snap(cos));
-        let fixed = |v: f64| (v * (1u64 << 32) as f64).round() as i64;
         let (cx, cy) = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
         let at = |x: i64, y: i64| {
             if x < 0 || y < 0 || x >= w || y >= h {
                 fill.0
             } else {
-                img.get_pixel(x as u32, y as u32).0
+                let (x, y) = (u32::try_from(x).unwrap(), u32::try_from(y).unwrap());
+                img.get_pixel(x, y).0
             }
         };
-        RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        RgbImage::from_fn(img.width(), img.height(), |x, y| {
             let dy = f64::from(y) - cy;
             let sx = fixed(-cos * cx - sin * dy + cx) + i64::from(x) * fixed(cos);
             let sy = fixed(-sin * cx + cos * dy + cy) + i64::from(x) * fixed(sin);
@@ -695,7 +743,7 @@ mod tests {
             Rgb(std::array::from_fn(|i| {
                 let top = u32::from(a[i]) * (256 - fx) + u32::from(b[i]) * fx;
                 let bottom = u32::from(c[i]) * (256 - fx) + u32::from(d[i]) * fx;
-                ((top * (256 - fy) + bottom * fy + 32_768) >> 16) as u8
+                u8::try_from((top * (256 - fy) + bottom * fy + 32_768) >> 16).unwrap()
             }))
         })
     }
@@ -705,7 +753,11 @@ mod tests {
         let fill = Rgb([7, 8, 9]);
         for (w, h) in [(67, 31), (31, 67), (1, 5), (5, 1), (2, 2), (40, 40)] {
             let img = RgbImage::from_fn(w, h, |x, y| {
-                Rgb([(x * 37 + y * 11) as u8, (x * y) as u8, (200 + x) as u8])
+                Rgb([
+                    low_byte(x * 37 + y * 11),
+                    low_byte(x * y),
+                    low_byte(200 + x),
+                ])
             });
             for deg in [
                 30.0, -45.0, 90.0, 180.0, 7.3, 200.0, -135.0, 359.9, 0.0, 270.0, 45.0,
@@ -839,7 +891,7 @@ mod tests {
         assert_eq!(out.get_pixel(0, 0).0, [88, 0, 200]);
         let out = crop(&img, 100, 50, 0.0, 1.0);
         assert_eq!(out.dimensions(), (100, 50));
-        assert_eq!(out.get_pixel(0, 0).0, [0, 350u32 as u8, 200]);
+        assert_eq!(out.get_pixel(0, 0).0, [0, low_byte(350), 200]);
         assert_eq!(
             crop(&numbered(300, 200), 512, 512, 0.5, 0.5).dimensions(),
             (300, 200)

@@ -18,9 +18,12 @@ use image::RgbImage;
 pub const LUMA_WEIGHTS: [f32; 3] = [0.299, 0.587, 0.114];
 
 /// Rec. 601 luma of one pixel, rounded to the nearest integer.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the weights sum to 1000, so the quotient is at most (255_000 + 500) / 1000 = 255"
+)]
 pub fn luma601(r: u8, g: u8, b: u8) -> u8 {
     let sum = 299 * u32::from(r) + 587 * u32::from(g) + 114 * u32::from(b);
-    // At most 255_000 + 500, so the quotient fits a u8.
     ((sum + 500) / 1000) as u8
 }
 
@@ -49,6 +52,10 @@ pub(crate) fn to_u8(v: f32) -> u8 {
 /// after clamping, adding 2^23 leaves `y` rounded to the nearest integer in
 /// the low mantissa bits, and one comparison turns that rounding into a floor.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the low byte of the bits of 2^23 + n is n: y is clamped to 0..=255 first"
+)]
 pub(crate) fn floor_u8(y: f32) -> u8 {
     const MAGIC: f32 = 8_388_608.0;
     // Comparisons as selects, so that NaN falls to 0 and the compiler emits
@@ -66,8 +73,50 @@ pub(crate) fn floor_u8(y: f32) -> u8 {
 /// mantissa bits. One addition per lane, where [`to_u8`] needs the clamps
 /// and the correction to round half up.
 #[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the low byte of the bits of 2^23 + n is n, for the n in 0..=255 callers promise"
+)]
 pub(crate) fn round_in_range(v: f32) -> u8 {
     (v + 8_388_608.0).to_bits() as u8
+}
+
+/// `v` truncated toward zero and saturated to 0–255, NaN to 0: what the
+/// float-to-integer `as` does, named. [`to_u8`] is this of `v + 0.5`,
+/// computed in a form that vectorises; this one is the cheaper of the two
+/// in scalar loops.
+#[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "saturating at 0 and 255 (NaN at 0) is the result this function promises"
+)]
+pub(crate) fn saturating_u8(v: f32) -> u8 {
+    v as u8
+}
+
+/// `v` clamped to `lo..=hi` (NaN to `lo`), its fraction dropped: sizes,
+/// offsets and counts computed in floating point, bounded by the image.
+/// Callers round first where they mean rounding.
+#[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "clamped to lo..=hi, both u32, just before the cast"
+)]
+pub(crate) fn clamp_to_u32(v: f64, lo: u32, hi: u32) -> u32 {
+    // `max` first: it takes `lo` for NaN.
+    v.max(f64::from(lo)).min(f64::from(hi)) as u32
+}
+
+/// `v` rounded to the nearest `f32`: method parameters (within the
+/// catalog's bounds), statistics on the 0–255 scale and the factors solved
+/// from them, for the pixel arithmetic, which is in `f32`.
+#[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "such values lie far inside f32's range; rounding to the nearest f32 is the intent"
+)]
+pub(crate) fn to_f32(v: f64) -> f32 {
+    v as f32
 }
 
 pub(crate) use super::simd::dispatch;
@@ -189,7 +238,7 @@ pub(crate) fn hsv_to_rgb([h, s, v]: [f32; 3]) -> [u8; 3] {
     let c = v * s;
     let x = c * (1.0 - ((h6 % 2.0) - 1.0).abs());
     let m = v - c;
-    let (r, g, b) = match h6 as u8 {
+    let (r, g, b) = match saturating_u8(h6) {
         0 => (c, x, 0.0),
         1 => (x, c, 0.0),
         2 => (0.0, c, x),
@@ -265,7 +314,7 @@ mod tests {
             values.extend([h, h.next_up(), h.next_down()]);
         }
         for v in values {
-            assert_eq!(to_u8(v), (v + 0.5) as u8, "{v}");
+            assert_eq!(to_u8(v), saturating_u8(v + 0.5), "{v}");
         }
     }
 

@@ -7,7 +7,9 @@ use image::RgbImage;
 
 use super::color::{hue, mean_luma, saturation};
 use super::filter::{blend_away, gaussian_blur, kernel_for};
-use super::{hsv_saturation, luma_f32, lut, map_lut, map_luts, rgb_to_hsv, to_u8, LUMA_WEIGHTS};
+use super::{
+    hsv_saturation, luma_f32, lut, map_lut, map_luts, rgb_to_hsv, to_f32, to_u8, LUMA_WEIGHTS,
+};
 
 /// The metric a method's reference image is chosen by: brightness, hue and
 /// saturation for their normalisations, signal-to-noise for every other
@@ -36,7 +38,7 @@ pub fn hue_metric(img: &RgbImage) -> Option<f64> {
         if let [r, g, b] = *px {
             let [h, s, _] = rgb_to_hsv([r, g, b]);
             if s > 0.0 {
-                let bin = ((h * BINS as f32) as usize).min(BINS - 1);
+                let bin = bin_at(h * BINS as f32, BINS - 1);
                 if let Some(w) = weights.get_mut(bin) {
                     *w += f64::from(s);
                 }
@@ -54,6 +56,17 @@ pub fn hue_metric(img: &RgbImage) -> Option<f64> {
         return None;
     }
     Some((y.atan2(x) / std::f64::consts::TAU).rem_euclid(1.0))
+}
+
+/// The histogram bin at `v`, truncated, of bins `0..=last`; callers pass a
+/// value in 0–1 scaled by the bin count.
+#[inline(always)]
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "v is a fraction in 0..=1 times a bin count of at most 1024, and min keeps the last bin"
+)]
+fn bin_at(v: f32, last: usize) -> usize {
+    (v as usize).min(last)
 }
 
 /// Mean HSV saturation, 0–1.
@@ -221,7 +234,7 @@ pub fn normalize_brightness(img: &RgbImage, reference: &RgbImage) -> RgbImage {
                 let sum: f64 = h
                     .iter()
                     .enumerate()
-                    .map(|(v, c)| *c as f64 * f64::from(to_u8((v as f64 * f) as f32)))
+                    .map(|(v, c)| *c as f64 * f64::from(to_u8(to_f32(v as f64 * f))))
                     .sum();
                 f64::from(w) * sum / n as f64
             })
@@ -229,10 +242,10 @@ pub fn normalize_brightness(img: &RgbImage, reference: &RgbImage) -> RgbImage {
     };
     let current = predicted(1.0);
     if current < 0.5 {
-        let offset = (target - current) as f32;
+        let offset = to_f32(target - current);
         return map_lut(img, &lut(|v| v + offset));
     }
-    let f = solve_increasing(predicted, target, 0.0, 255.0) as f32;
+    let f = to_f32(solve_increasing(predicted, target, 0.0, 255.0));
     map_lut(img, &lut(|v| v * f))
 }
 
@@ -243,7 +256,7 @@ pub fn normalize_hue(img: &RgbImage, reference: &RgbImage) -> RgbImage {
         (Some(current), Some(target)) => {
             // The shorter way round the circle.
             let shift = (target - current + 0.5).rem_euclid(1.0) - 0.5;
-            hue(img, shift as f32)
+            hue(img, to_f32(shift))
         }
         _ => img.clone(),
     }
@@ -257,7 +270,7 @@ pub fn normalize_saturation(img: &RgbImage, reference: &RgbImage) -> RgbImage {
     let mut hist = vec![0u64; BINS];
     for px in img.as_raw().chunks_exact(3) {
         let s = hsv_saturation(px);
-        let bin = ((s * (BINS - 1) as f32).round() as usize).min(BINS - 1);
+        let bin = bin_at((s * (BINS - 1) as f32).round(), BINS - 1);
         if let Some(slot) = hist.get_mut(bin) {
             *slot += 1;
         }
@@ -276,7 +289,7 @@ pub fn normalize_saturation(img: &RgbImage, reference: &RgbImage) -> RgbImage {
     if predicted(1.0) <= 1e-9 {
         return img.clone();
     }
-    let f = solve_increasing(predicted, target, 0.0, 64.0) as f32;
+    let f = to_f32(solve_increasing(predicted, target, 0.0, 64.0));
     saturation(img, f)
 }
 
@@ -302,8 +315,8 @@ pub fn normalize_contrast(img: &RgbImage, reference: &RgbImage) -> RgbImage {
         return img.clone();
     }
     if target < current {
-        let k = (target / current) as f32;
-        let m = mean as f32;
+        let k = to_f32(target / current);
+        let m = to_f32(mean);
         return map_lut(img, &lut(|v| m + (v - m) * k));
     }
     let c = (mean / 255.0).clamp(0.01, 0.99);
@@ -311,7 +324,7 @@ pub fn normalize_contrast(img: &RgbImage, reference: &RgbImage) -> RgbImage {
     let g = solve_increasing(spread, target, 1e-3, 80.0);
     map_lut(
         img,
-        &lut(|v| 255.0 * sigmoid_curve(f64::from(v) / 255.0, g, c) as f32),
+        &lut(|v| 255.0 * to_f32(sigmoid_curve(f64::from(v) / 255.0, g, c))),
     )
 }
 
@@ -325,7 +338,7 @@ pub fn normalize_sharpness(img: &RgbImage, reference: &RgbImage) -> RgbImage {
         return img.clone();
     }
     let target = sharpness_metric(reference);
-    let blurred = gaussian_blur(img, kernel_for(SIGMA) as u32, SIGMA);
+    let blurred = gaussian_blur(img, kernel_for(SIGMA), SIGMA);
     // The Laplacian is linear, so the result's is a blend of these two.
     let (mut lap, mut lap_blurred) = (Vec::new(), Vec::new());
     for y in sampled_rows(img) {
@@ -333,7 +346,7 @@ pub fn normalize_sharpness(img: &RgbImage, reference: &RgbImage) -> RgbImage {
         laplacian_row(&blurred, y, &mut lap_blurred);
     }
     let metric = |a: f64| -> f64 {
-        let a = a as f32;
+        let a = to_f32(a);
         let sum: f64 = lap
             .iter()
             .zip(&lap_blurred)
@@ -341,7 +354,7 @@ pub fn normalize_sharpness(img: &RgbImage, reference: &RgbImage) -> RgbImage {
             .sum();
         sum / lap.len().max(1) as f64
     };
-    let amount = solve_increasing(metric, target, -1.0, 4.0) as f32;
+    let amount = to_f32(solve_increasing(metric, target, -1.0, 4.0));
     blend_away(img, &blurred, amount)
 }
 
@@ -362,11 +375,12 @@ pub fn equalize_histogram(img: &RgbImage, low_contrast_fraction: f32) -> RgbImag
 /// The smallest value at or below which `q` of the histogram lies.
 fn percentile(hist: &[u64; 256], q: f64) -> u8 {
     let n: u64 = hist.iter().sum();
-    let want = (q * n as f64).ceil().max(1.0) as u64;
-    let mut seen = 0;
+    // A whole number, compared with whole counts (exact in f64 below 2^53).
+    let want = (q * n as f64).ceil().max(1.0);
+    let mut seen = 0u64;
     for (v, c) in (0u8..=255).zip(hist) {
         seen += c;
-        if seen >= want {
+        if seen as f64 >= want {
             return v;
         }
     }
@@ -390,7 +404,7 @@ fn equalization_table(hist: &[u64; 256]) -> [u8; 256] {
     for (slot, c) in table.iter_mut().zip(hist) {
         cdf += c;
         let rank = cdf.saturating_sub(first) as f64 / (n - first) as f64;
-        *slot = to_u8((rank * 255.0) as f32);
+        *slot = to_u8(to_f32(rank * 255.0));
     }
     table
 }
@@ -414,7 +428,7 @@ mod tests {
     /// A deterministic textured image.
     fn texture(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| {
-            let v = ((x * 37 + y * 91 + (x * y) % 23) % 200 + 30) as u8;
+            let v = crate::imaging::low_byte((x * 37 + y * 91 + (x * y) % 23) % 200 + 30);
             Rgb([v, v.wrapping_add(10), v / 2])
         })
     }

@@ -305,7 +305,6 @@ impl Write for PartSink {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
     use std::collections::{BTreeMap, HashMap};
     use std::io::Read;

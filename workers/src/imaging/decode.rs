@@ -152,7 +152,6 @@ fn from_image_error(e: ImageError) -> ImagingError {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use std::time::{Duration, Instant};
 

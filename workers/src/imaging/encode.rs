@@ -57,7 +57,6 @@ pub fn encode(img: &RgbImage, format: OutputFormat) -> Result<Vec<u8>, ImagingEr
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use image::Rgb;
 

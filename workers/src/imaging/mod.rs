@@ -271,7 +271,6 @@ pub(crate) fn low_byte(v: u32) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use tessera_domain::generation::{catalog, find, sample, MethodKind, ParamValue};
 

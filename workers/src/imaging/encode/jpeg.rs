@@ -1054,7 +1054,6 @@ pub fn encode(img: &RgbImage, quality: u8) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use image::codecs::jpeg::JpegEncoder;
     use image::{ExtendedColorType, ImageEncoder, ImageFormat, Rgb};

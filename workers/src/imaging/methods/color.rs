@@ -893,7 +893,6 @@ fn normal_quantiles() -> &'static [f32] {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use image::Rgb;
 

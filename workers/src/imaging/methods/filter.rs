@@ -359,7 +359,6 @@ pub(crate) fn blend_away(img: &RgbImage, other: &RgbImage, amount: f32) -> RgbIm
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use image::Rgb;
 

@@ -665,7 +665,6 @@ pub fn erase(img: &RgbImage, area: f32, aspect: f32, x: f32, y: f32, value: u8) 
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use super::*;
     use crate::imaging::low_byte;

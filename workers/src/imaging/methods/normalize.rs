@@ -411,7 +411,6 @@ fn equalization_table(hist: &[u64; 256]) -> [u8; 256] {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use image::Rgb;
 

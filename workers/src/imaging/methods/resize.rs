@@ -64,7 +64,6 @@ pub fn high_resolution(img: &RgbImage, reference: &RgbImage) -> Result<RgbImage,
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
     use image::Rgb;
 

@@ -805,7 +805,7 @@ async fn multipart_uploads_join_exactly_the_parts_asked_for() {
         let bucket = env.bucket.clone();
         let bytes = |seed: u8, len: usize| -> Vec<u8> {
             (0..len)
-                .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+                .map(|i| (i.to_le_bytes()[0]).wrapping_mul(31).wrapping_add(seed))
                 .collect()
         };
         let start = |key: String| {
@@ -883,13 +883,14 @@ async fn multipart_uploads_join_exactly_the_parts_asked_for() {
             bytes(3, 5 * MIB),
             bytes(4, MIB + 7),
         ];
-        let etags = futures::future::join_all(
-            bodies
-                .iter()
-                .enumerate()
-                .rev()
-                .map(|(i, b)| part(key.clone(), id.clone(), i as i32 + 1, b.clone())),
-        )
+        let etags = futures::future::join_all(bodies.iter().enumerate().rev().map(|(i, b)| {
+            part(
+                key.clone(),
+                id.clone(),
+                i32::try_from(i).unwrap() + 1,
+                b.clone(),
+            )
+        }))
         .await;
         let mut etags: Vec<String> = etags;
         etags.reverse();
@@ -900,7 +901,7 @@ async fn multipart_uploads_join_exactly_the_parts_asked_for() {
             etags
                 .into_iter()
                 .enumerate()
-                .map(|(i, e)| (i as i32 + 1, e))
+                .map(|(i, e)| (i32::try_from(i).unwrap() + 1, e))
                 .collect(),
         )
         .await
@@ -954,7 +955,7 @@ async fn multipart_uploads_join_exactly_the_parts_asked_for() {
         ];
         let mut parts = Vec::new();
         for (i, b) in bodies.iter().enumerate() {
-            let n = i as i32 + 1;
+            let n = i32::try_from(i).unwrap() + 1;
             parts.push((n, part(key.clone(), id.clone(), n, b.clone()).await));
         }
         complete(key.clone(), id, parts).await.unwrap();
@@ -971,7 +972,13 @@ async fn multipart_uploads_join_exactly_the_parts_asked_for() {
         for n in 1..=3 {
             parts.push((
                 n,
-                part(key.clone(), id.clone(), n, bytes(11 + n as u8, 5 * MIB)).await,
+                part(
+                    key.clone(),
+                    id.clone(),
+                    n,
+                    bytes(11 + u8::try_from(n).unwrap(), 5 * MIB),
+                )
+                .await,
             ));
         }
         parts.remove(1);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::Row;
-use tessera::follow::{self, projections as runner};
 use tessera::adapters::store::SqlEventStore;
+use tessera::follow::{self, projections as runner};
 use tessera_domain::{EventStore, ExpectedVersion, NewEvent, StreamRef};
 
 async fn counts(store: &SqlEventStore) -> Vec<(String, String, i64)> {

@@ -314,7 +314,7 @@ async fn a_killed_compress_worker_leaves_no_broken_zip() {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    x as u8
+                    x.to_le_bytes()[0]
                 })
                 .collect();
             (format!("z{i:02}.jpg"), bytes)

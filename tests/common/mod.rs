@@ -339,9 +339,9 @@ pub fn user_s3(server: &Server, login: &serde_json::Value) -> aws_sdk_s3::Client
 pub fn png(seed: u32, width: u32, height: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(width, height, |x, y| {
         image::Rgb([
-            (x.wrapping_mul(7).wrapping_add(seed)) as u8,
-            (y.wrapping_mul(3).wrapping_add(seed * 5)) as u8,
-            (seed.wrapping_mul(11)) as u8,
+            low_byte(x.wrapping_mul(7).wrapping_add(seed)),
+            low_byte(y.wrapping_mul(3).wrapping_add(seed * 5)),
+            low_byte(seed.wrapping_mul(11)),
         ])
     });
     let mut out = std::io::Cursor::new(Vec::new());
@@ -676,4 +676,9 @@ impl Drop for OwnRabbit {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The low byte of `v` (a pattern value wrapping at 256).
+pub fn low_byte(v: u32) -> u8 {
+    v.to_le_bytes()[0]
 }

@@ -304,6 +304,7 @@ pub struct GoogleLogin {
 /// Sign in with a Google ID token; the response is the login response.
 #[utoipa::path(post, path = "/login_google", request_body = GoogleLogin, tag = "auth",
     responses((status = 200, description = "tokens and storage credentials", body = Tokens),
+        (status = 400, description = "Google sign-in is not enabled on this server"),
         (status = 401, description = "invalid Google ID token")))]
 pub async fn login_google(
     state: web::Data<AppState>,
